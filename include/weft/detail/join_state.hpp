@@ -1,0 +1,138 @@
+// The join protocol behind safe_gather (and, later, TaskGroup): how the children of one fork
+// are counted back in without an atomic operation in the common case.
+//
+// Protocol:
+//   A gather on worker W with n children pushes children n..2 onto W's deque (so child 2 is
+//   at the bottom) and transfers control straight into child 1. From then on W runs "inline":
+//   each time a child finishes on W, W pops the next child from the bottom of its own deque
+//   and transfers into it, until every child has run. This is the only path in a fork-join
+//   program that never loses a race, and it is made free of atomics:
+//
+//   - `local_done` counts children finished inline on W. It is a plain integer: only W
+//     touches it, and only while inline.
+//   - `pending` is the atomic count of children not yet accounted for. Children that finish
+//     anywhere else (stolen by another worker, or resumed on W after the inline run ended)
+//     subtract 1 from it; the inline run subtracts `local_done` once, when it ends early.
+//     Whoever brings it to zero resumes the parent.
+//   - If all n finish inline, `pending` is never touched and the last child resumes the parent
+//     directly: a whole fork-join with no locked instruction beyond the deque's pop.
+//
+//   The inline run ends early when:
+//   - the next child is no longer at the bottom of W's deque. Thieves take from the top (the
+//     oldest items), so if any of our children are left they are at the bottom unless
+//     something newer was pushed above them; `base + unpopped` is the bottom index at which
+//     our next child must sit, and anything else ends the run;
+//   - a child suspends (waits for its own stolen children, a timer, ...) and control returns
+//     to W's scheduler loop. The loop then settles every gather still open on W (innermost
+//     first), since nothing that finishes later can know whether it is still "inline".
+//
+// Invariants:
+//   - `inline_run` is true only while W's current chain of symmetric transfers is the one
+//     that started the gather; it is read only by W (a completion elsewhere compares `owner`
+//     with its own worker first, and `owner` never changes while children run).
+//   - Open gathers on W form a stack (W's `open_joins`): inline runs nest strictly.
+//   - Settling never resumes the parent from the loop in practice (a suspended child is still
+//     pending), but the code handles it anyway.
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <coroutine>
+#include <cstdint>
+
+#include "weft/detail/worker.hpp"
+
+namespace weft::detail {
+
+struct PromiseBase;
+
+struct JoinState {
+  // Called by the gather on worker `w` just before pushing children n..2. After it returns,
+  // the fields below are written only by `w` while inline, and are published to thieves by
+  // the deque push's release store.
+  void start(std::coroutine_handle<> awaiting, Worker& w, std::uint32_t n) noexcept {
+    parent = awaiting;
+    owner = &w;
+    total = n;
+    local_done = 0;
+    unpopped = n - 1;
+    base = w.deque.bottom_index();
+    inline_run = true;
+    pending.store(n, std::memory_order_relaxed);  // published by the pushes that follow
+    next_open = w.open_joins;
+    w.open_joins = this;
+  }
+
+  // The final step of every child: returns the coroutine to transfer to (the next child, the
+  // parent, or noop to return to the scheduler loop).
+  std::coroutine_handle<> child_done() noexcept {
+    Worker* w = tl_worker;
+    if (w == owner && inline_run) {
+      if (++local_done == total) {
+        close(*w);
+        return parent;
+      }
+      if (unpopped > 0 && w->deque.bottom_index() == base + unpopped) {
+        if (void* next = w->deque.pop()) {
+          --unpopped;
+          bump(w->counters.tasks_run);
+          return std::coroutine_handle<>::from_address(next);
+        }
+      }
+      close(*w);
+      return settle();
+    }
+    // acq_rel: release publishes this child's result; the acquire of the last decrement
+    // sees every other child's result before it resumes the parent.
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) return parent;
+    return std::noop_coroutine();
+  }
+
+  // Ends the inline run: hands the children finished inline over to the atomic count.
+  // Must be called on `owner`, after the gather was removed from its open stack.
+  std::coroutine_handle<> settle() noexcept {
+    inline_run = false;
+    const std::uint32_t done = local_done;
+    if (done == 0) return std::noop_coroutine();
+    // acq_rel: as in child_done().
+    if (pending.fetch_sub(done, std::memory_order_acq_rel) == done) return parent;
+    return std::noop_coroutine();
+  }
+
+  // First failure wins; later ones are dropped (their tasks are still awaited).
+  void record_failure(PromiseBase* child) noexcept {
+    PromiseBase* none = nullptr;
+    // Relaxed: the parent reads it only after the join, which orders it (see child_done()).
+    first_failure.compare_exchange_strong(none, child, std::memory_order_relaxed);
+  }
+
+  std::coroutine_handle<> parent;
+  Worker* owner = nullptr;
+  JoinState* next_open = nullptr;
+  std::int64_t base = 0;
+  std::uint32_t total = 0;
+  std::uint32_t local_done = 0;
+  std::uint32_t unpopped = 0;
+  bool inline_run = false;
+  std::atomic<std::uint32_t> pending{0};
+  std::atomic<PromiseBase*> first_failure{nullptr};
+
+ private:
+  void close(Worker& w) noexcept {
+    assert(w.open_joins == this && "inline runs nest strictly");
+    w.open_joins = next_open;
+  }
+};
+
+// Called by the scheduler loop each time control comes back to it: no gather is inline any
+// more. A parent whose join completes by settling (see the invariants above) is pushed onto
+// the worker's own deque, where the loop finds it next.
+inline void settle_open_joins(Worker& w) {
+  while (JoinState* j = w.open_joins) {
+    w.open_joins = j->next_open;
+    std::coroutine_handle<> h = j->settle();
+    if (h != std::noop_coroutine()) w.deque.push(h.address());
+  }
+}
+
+}  // namespace weft::detail

@@ -1,0 +1,77 @@
+// What inline code (Task, gathers) needs of the executor: the current worker, its deque, its
+// counters, and the cheap "is anyone asleep?" check after publishing work.
+// The loop, stealing and parking live in runtime/worker.cpp and runtime/parking.cpp.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+
+#include "weft/detail/deque.hpp"
+
+namespace weft::detail {
+
+class Scheduler;
+struct JoinState;
+
+// Written only by the owning worker (a relaxed load and store, no locked instruction);
+// read relaxed by Runtime::stats() from any thread.
+struct WorkerCounters {
+  std::atomic<std::uint64_t> tasks_run{0};      // tasks taken from a queue and started
+  std::atomic<std::uint64_t> tasks_spawned{0};  // tasks pushed onto this worker's deque
+  std::atomic<std::uint64_t> steals{0};
+  std::atomic<std::uint64_t> steal_attempts{0};
+  std::atomic<std::uint64_t> parks{0};
+};
+
+inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+// Published on the shared idle state; read on every spawn, so it sits on its own cache line
+// and is written only when a worker parks or is woken.
+struct alignas(kCacheLine) IdleCount {
+  std::atomic<std::uint32_t> sleepers{0};
+};
+
+struct alignas(kCacheLine) Worker {
+  Worker(Scheduler& s, unsigned i, IdleCount& idle_count) : scheduler(s), index(i), idle(idle_count) {}
+
+  WorkStealingDeque<void*> deque;
+  Scheduler& scheduler;
+  const unsigned index;
+  IdleCount& idle;
+  // Gathers started on this worker whose children are still being run inline, innermost
+  // first (see JoinState). Owner only.
+  JoinState* open_joins = nullptr;
+  WorkerCounters counters;
+  std::uint64_t rng_state = 0;   // victim selection (xorshift)
+  std::uint32_t tick = 0;        // tasks taken since start, for the injection-queue fairness check
+  // The futex word this worker sleeps on (parking.cpp).
+  alignas(kCacheLine) std::atomic<std::uint32_t> park_state{0};
+};
+
+inline thread_local Worker* tl_worker = nullptr;
+
+// True when the asymmetric barrier (membarrier) is available; otherwise the publisher pays a
+// full fence. Set once before any worker starts.
+extern bool g_publisher_needs_fence;
+
+void wake_one_sleeper(Worker& publisher) noexcept;
+
+// Call after making work visible (a deque push). Pairs with the parking protocol in
+// parking.cpp: a worker about to sleep increments `sleepers`, issues a process-wide barrier
+// and rescans every deque; so either it sees our work, or we see it counted here.
+inline void notify_work_published(Worker& w) noexcept {
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // keep the check after the push
+  if (g_publisher_needs_fence) [[unlikely]]
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Relaxed: ordering comes from the barrier described above.
+  if (w.idle.sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]] wake_one_sleeper(w);
+}
+
+// Pushes a ready coroutine onto the current worker's deque, or hands it to the scheduler's
+// injection queue when called from outside a worker.
+void schedule(Scheduler& s, std::coroutine_handle<> h);
+
+}  // namespace weft::detail

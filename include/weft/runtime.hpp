@@ -1,0 +1,169 @@
+// Runtime: the per-core work-stealing executor that runs weft tasks.
+//
+//   weft::Runtime rt({.workers = 4});
+//   int n = rt.block_on(count_primes(1'000'000));        // run, wait, return or rethrow
+//   weft::Future<int> f = rt.submit(count_primes(10));   // run in the background
+//   int m = f.get();
+//
+// Each worker thread owns a work-stealing deque; idle workers steal from random victims,
+// then park on a futex and burn no CPU until work arrives. Work submitted from outside the
+// runtime enters through an injection queue and wakes one parked worker.
+//
+// Nothing is fire-and-forget: a submitted task belongs to the runtime's root scope until it
+// ends. ~Runtime cancels every task still running (they see Cancelled at their next weft
+// suspension point), waits for all of them, then joins the worker threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "weft/detail/root.hpp"
+#include "weft/errors.hpp"
+#include "weft/task.hpp"
+
+namespace weft {
+
+using Duration = std::chrono::steady_clock::duration;
+
+struct RuntimeOptions {
+  unsigned workers = 0;                 // 0: std::thread::hardware_concurrency()
+  bool pin_workers = false;             // worker i pinned to CPU i (mod the CPU count)
+  unsigned max_blocking_threads = 512;  // bound of the to_thread pool
+  std::string name = "weft";            // thread names: weft-w0, weft-w1, ..., weft-blk
+};
+
+// Counters kept by each worker; each is one relaxed load and store on the owner's own cache
+// line, cheap enough to stay on in release builds.
+struct WorkerStats {
+  std::uint64_t tasks_run = 0;       // tasks taken from a queue (own deque, steal, injection)
+  std::uint64_t tasks_spawned = 0;   // children pushed onto this worker's deque
+  std::uint64_t steals = 0;          // successful steals
+  std::uint64_t steal_attempts = 0;  // steal tries, successful or not
+  std::uint64_t parks = 0;           // times the worker went to sleep
+};
+
+struct RuntimeStats {
+  std::vector<WorkerStats> workers;
+  // Coroutine frames that came from the heap rather than a worker's frame cache, process
+  // wide. Constant while a program runs in steady state.
+  std::uint64_t frame_heap_allocations = 0;
+  WorkerStats total() const;
+};
+
+template <class T>
+class Future;
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions options = {});
+  // Cancels what still runs, waits for it, joins the threads. Calling it from one of this
+  // runtime's own workers would deadlock: that is reported and the process terminates.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Runs `task` to completion from a thread that is not one of this runtime's workers, and
+  // returns its value or rethrows its exception. On one of its own workers it would deadlock,
+  // so it throws UsageError instead (co_await the task there).
+  template <class T>
+  T block_on(Task<T> task) {
+    require_not_own_worker("Runtime::block_on");
+    return submit(std::move(task)).get();
+  }
+
+  // Starts `task` from any thread; the runtime owns it until it ends. The Future reports the
+  // result; dropping the Future does not cancel the task.
+  template <class T>
+  Future<T> submit(Task<T> task);
+
+  unsigned workers() const noexcept;
+  RuntimeStats stats() const;
+
+  // True when the calling thread is one of this runtime's workers.
+  bool on_worker_thread() const noexcept;
+
+ private:
+  template <class T>
+  friend class Future;
+  void require_not_own_worker(const char* what) const;
+  void start_root(detail::RootStateBase& state, std::coroutine_handle<> root);
+
+  std::unique_ptr<detail::Scheduler> scheduler_;
+};
+
+// A handle on a submitted task, for plain (non-coroutine) code.
+template <class T>
+class Future {
+ public:
+  Future(Future&& other) noexcept
+      : state_(std::exchange(other.state_, nullptr)), runtime_(other.runtime_) {}
+  Future& operator=(Future&& other) noexcept {
+    if (this != &other) {
+      reset();
+      state_ = std::exchange(other.state_, nullptr);
+      runtime_ = other.runtime_;
+    }
+    return *this;
+  }
+  Future(const Future&) = delete;
+  Future& operator=(const Future&) = delete;
+  ~Future() { reset(); }
+
+  // Blocks until the task ends; returns its value or rethrows its exception (Cancelled if it
+  // was cancelled). Once only: a second call throws UsageError. On one of the runtime's own
+  // workers it would deadlock, so it throws UsageError.
+  T get() {
+    if (state_ == nullptr) throw UsageError("Future::get on an empty Future");
+    runtime_->require_not_own_worker("Future::get");
+    if (state_->consumed) throw UsageError("Future::get called twice");
+    state_->wait();
+    state_->consumed = true;
+    if (state_->exception) std::rethrow_exception(state_->exception);
+    if constexpr (!std::is_void_v<T>) return std::move(*state_->value);
+  }
+
+  // Waits at most `d`; true when the task has ended.
+  bool wait_for(Duration d) const {
+    if (state_ == nullptr) throw UsageError("Future::wait_for on an empty Future");
+    return state_->wait_for(d);
+  }
+
+  // Requests cancellation of the task: it sees Cancelled at its next weft suspension point
+  // (or never starts). Returns at once; get() then reports how the task ended.
+  void cancel() {
+    if (state_ != nullptr) state_->cancel.cancel();
+  }
+
+ private:
+  friend class Runtime;
+  Future(detail::RootState<T>* state, Runtime* runtime) : state_(state), runtime_(runtime) {}
+  void reset() noexcept {
+    if (state_ != nullptr) std::exchange(state_, nullptr)->release();
+  }
+  detail::RootState<T>* state_;
+  Runtime* runtime_;
+};
+
+template <class T>
+Future<T> Runtime::submit(Task<T> task) {
+  detail::require_fresh(task.handle(), "Runtime::submit");
+  auto* state = new detail::RootState<T>(*scheduler_);
+  detail::RootCoroutine root = detail::run_root(std::move(task), state);
+  start_root(*state, root.handle);
+  return Future<T>(state, this);
+}
+
+// The process-wide runtime, created on first use with WEFT_WORKERS workers when that
+// environment variable is set, else std::thread::hardware_concurrency().
+Runtime& default_runtime();
+
+// default_runtime().block_on(task).
+template <class T>
+T sync_wait(Task<T> task) {
+  return default_runtime().block_on(std::move(task));
+}
+
+}  // namespace weft

@@ -1,0 +1,75 @@
+#include "weft/runtime.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include "scheduler.hpp"
+
+namespace weft {
+
+WorkerStats RuntimeStats::total() const {
+  WorkerStats sum;
+  for (const WorkerStats& w : workers) {
+    sum.tasks_run += w.tasks_run;
+    sum.tasks_spawned += w.tasks_spawned;
+    sum.steals += w.steals;
+    sum.steal_attempts += w.steal_attempts;
+    sum.parks += w.parks;
+  }
+  return sum;
+}
+
+Runtime::Runtime(RuntimeOptions options)
+    : scheduler_(std::make_unique<detail::Scheduler>(options)) {}
+
+Runtime::~Runtime() {
+  if (on_worker_thread()) {
+    // Waiting for our own worker to finish would never return. Not throwable from a
+    // destructor, and continuing would be a use-after-free: stop loudly.
+    std::fputs("weft: a Runtime was destroyed from one of its own worker threads\n", stderr);
+    std::terminate();
+  }
+  scheduler_->cancel_roots_and_wait();
+}
+
+unsigned Runtime::workers() const noexcept { return scheduler_->worker_count(); }
+
+RuntimeStats Runtime::stats() const { return scheduler_->stats(); }
+
+bool Runtime::on_worker_thread() const noexcept {
+  return scheduler_->is_own_worker(detail::tl_worker);
+}
+
+void Runtime::require_not_own_worker(const char* what) const {
+  if (on_worker_thread())
+    throw UsageError(std::string(what) +
+                     " called on one of the runtime's own workers would deadlock; "
+                     "co_await the task instead");
+}
+
+void Runtime::start_root(detail::RootStateBase& state, std::coroutine_handle<> root) {
+  scheduler_->add_root(state);
+  detail::schedule(*scheduler_, root);
+}
+
+namespace {
+unsigned workers_from_environment() {
+  const char* text = std::getenv("WEFT_WORKERS");
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const unsigned long n = std::strtoul(text, &end, 10);
+  if (*end != '\0' || n == 0 || n > 4096)
+    throw UsageError(std::string("WEFT_WORKERS must be a worker count from 1 to 4096, not '") +
+                     text + "'");
+  return static_cast<unsigned>(n);
+}
+}  // namespace
+
+Runtime& default_runtime() {
+  static Runtime runtime(RuntimeOptions{.workers = workers_from_environment()});
+  return runtime;
+}
+
+}  // namespace weft

@@ -1,0 +1,194 @@
+// The worker loop, stealing, roots and statistics. Parking is in parking.cpp.
+#include "scheduler.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "weft/detail/join_state.hpp"
+
+namespace weft::detail {
+namespace {
+
+// A worker that finds its own deque empty searches this many rounds (every victim and the
+// injection queue per round) before parking: about 10-30 us here, long enough to catch the
+// next child of a busy fork-join, short enough that an idle runtime goes quiet at once.
+constexpr unsigned kSearchRounds = 32;
+constexpr unsigned kPausesPerRound = 16;
+// Every this many tasks a worker looks at the injection queue before its own deque, so that
+// submissions from outside are not starved by a worker that always has local work. Prime, so
+// that it does not fall into step with the fan-out of a regular recursion.
+constexpr std::uint32_t kInjectionCheckInterval = 61;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+inline std::uint64_t next_random(std::uint64_t& state) noexcept {
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
+}  // namespace
+
+void prepare_parking();  // parking.cpp
+
+Scheduler::Scheduler(const RuntimeOptions& options) {
+  prepare_parking();
+  unsigned n = options.workers != 0 ? options.workers : std::thread::hardware_concurrency();
+  if (n == 0) n = 1;
+  workers_.reserve(n);
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i, idle_));
+  threads_.reserve(n);
+  for (auto& w : workers_) start_thread(*w, options);
+}
+
+Scheduler::~Scheduler() {
+  stopping_.store(true, std::memory_order_seq_cst);
+  wake_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void Scheduler::start_thread(Worker& w, const RuntimeOptions& options) {
+  std::string name = options.name + "-w" + std::to_string(w.index);
+  const bool pin = options.pin_workers;
+  threads_.emplace_back([this, &w, name = std::move(name), pin] {
+    // Linux thread names hold 15 characters.
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    if (pin) {
+      const unsigned cpus = std::thread::hardware_concurrency();
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(w.index % (cpus == 0 ? 1 : cpus), &set);
+      pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
+    run_worker(w);
+  });
+}
+
+void Scheduler::run_worker(Worker& w) {
+  tl_worker = &w;
+  w.rng_state = 0x9e3779b97f4a7c15ULL * (w.index + 1);
+  while (void* item = find_work(w)) {
+    bump(w.counters.tasks_run);
+    std::coroutine_handle<>::from_address(item).resume();
+    // Control is back in the loop: no gather on this worker is running inline any more.
+    settle_open_joins(w);
+  }
+  tl_worker = nullptr;
+}
+
+void* Scheduler::find_work(Worker& w) {
+  if (++w.tick % kInjectionCheckInterval == 0) {
+    if (void* item = injected_.try_pop()) return item;
+  }
+  if (void* item = w.deque.pop()) return item;
+  for (;;) {
+    for (unsigned round = 0; round < kSearchRounds; ++round) {
+      if (void* item = injected_.try_pop()) return item;
+      if (void* item = try_steal(w)) return item;
+      // Relaxed: shutdown only starts once every root has finished, so there is no work
+      // this flag must be ordered with; park() rechecks it with the full protocol.
+      if (stopping_.load(std::memory_order_relaxed)) return nullptr;
+      for (unsigned i = 0; i < kPausesPerRound; ++i) cpu_relax();
+    }
+    park(w);
+    if (void* item = w.deque.pop()) return item;  // pushed by settle or schedule() meanwhile
+  }
+}
+
+void* Scheduler::try_steal(Worker& w) {
+  const std::size_t n = workers_.size();
+  if (n < 2) return nullptr;
+  const std::size_t start = next_random(w.rng_state) % n;
+  for (std::size_t k = 0; k < n; ++k) {
+    Worker& victim = *workers_[(start + k) % n];
+    if (&victim == &w) continue;
+    bump(w.counters.steal_attempts);
+    if (void* item = victim.deque.steal().item) {
+      bump(w.counters.steals);
+      return item;
+    }
+  }
+  return nullptr;
+}
+
+bool Scheduler::work_visible() const {
+  if (!injected_.empty_seq_cst()) return true;
+  for (const auto& w : workers_)
+    if (!w->deque.empty_hint()) return true;
+  return false;
+}
+
+void Scheduler::inject(std::coroutine_handle<> h) {
+  injected_.push(h.address());
+  // Pairs with the parking protocol (parking.cpp): publish, full fence, check for sleepers.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (idle_.sleepers.load(std::memory_order_relaxed) != 0) wake_one(nullptr);
+}
+
+void schedule(Scheduler& s, std::coroutine_handle<> h) {
+  Worker* w = tl_worker;
+  if (s.is_own_worker(w)) {
+    w->deque.push(h.address());
+    notify_work_published(*w);
+  } else {
+    s.inject(h);
+  }
+}
+
+void Scheduler::add_root(RootStateBase& root) {
+  std::lock_guard<std::mutex> lock(roots_mutex_);
+  if (closing_) root.cancel.cancel();
+  root.next = roots_;
+  if (roots_ != nullptr) roots_->prev = &root;
+  roots_ = &root;
+  ++live_roots_;
+}
+
+void Scheduler::remove_root(RootStateBase& root) noexcept {
+  std::lock_guard<std::mutex> lock(roots_mutex_);
+  if (root.prev != nullptr) root.prev->next = root.next;
+  else roots_ = root.next;
+  if (root.next != nullptr) root.next->prev = root.prev;
+  if (--live_roots_ == 0) roots_done_.notify_all();
+}
+
+void Scheduler::cancel_roots_and_wait() {
+  std::unique_lock<std::mutex> lock(roots_mutex_);
+  closing_ = true;
+  for (RootStateBase* r = roots_; r != nullptr; r = r->next) r->cancel.cancel();
+  roots_done_.wait(lock, [&] { return live_roots_ == 0; });
+}
+
+void root_finished(Scheduler& s, RootStateBase& root) noexcept {
+  s.remove_root(root);  // after this the scheduler may be destroyed: touch it no more
+  root.release();
+}
+
+RuntimeStats Scheduler::stats() const {
+  RuntimeStats out;
+  out.workers.reserve(workers_.size());
+  for (const auto& w : workers_) {
+    const WorkerCounters& c = w->counters;
+    // Relaxed: independent statistics, each monotonic.
+    out.workers.push_back(WorkerStats{c.tasks_run.load(std::memory_order_relaxed),
+                                      c.tasks_spawned.load(std::memory_order_relaxed),
+                                      c.steals.load(std::memory_order_relaxed),
+                                      c.steal_attempts.load(std::memory_order_relaxed),
+                                      c.parks.load(std::memory_order_relaxed)});
+  }
+  out.frame_heap_allocations = frame_heap_allocations();
+  return out;
+}
+
+}  // namespace weft::detail

@@ -44,7 +44,7 @@ struct ChildRef {
 // current worker's deque (so that child 2 is popped first) and returns child 1, into which
 // the awaiting coroutine transfers.
 template <class P, class ChildAt>
-std::coroutine_handle<> fork_children(JoinState& join, std::coroutine_handle<P> awaiting,
+[[gnu::always_inline]] inline std::coroutine_handle<> fork_children(JoinState& join, std::coroutine_handle<P> awaiting,
                                       std::uint32_t n, ChildAt child) {
   CancelState* scope = inherit_scope(awaiting);
   Worker* w = tl_worker;
@@ -81,7 +81,7 @@ class TupleGather {
   explicit TupleGather(Task<Ts>&&... tasks) : tasks_(std::move(tasks)...) {}
 
   bool await_ready() const {
-    std::apply([](const auto&... t) { (require_fresh(t.handle(), "safe_gather"), ...); }, tasks_);
+    check_fresh(std::index_sequence_for<Ts...>{});
     return N == 0;
   }
 
@@ -92,11 +92,21 @@ class TupleGather {
 
   result_type await_resume() {
     if constexpr (N > 0) rethrow_first_failure(join_);
-    return std::apply([](auto&... t) { return result_type{t.handle().promise().take_stored()...}; },
-                      tasks_);
+    return take_results(std::index_sequence_for<Ts...>{});
   }
 
  private:
+  template <std::size_t... I>
+  void check_fresh(std::index_sequence<I...>) const {
+    (require_fresh(std::get<I>(tasks_).handle(), "safe_gather"), ...);
+  }
+
+  template <std::size_t... I>
+  result_type take_results(std::index_sequence<I...>) {
+    // Braced initialisation: evaluated in argument order.
+    return result_type{std::get<I>(tasks_).handle().promise().take_stored()...};
+  }
+
   template <class P, std::size_t... I>
   std::coroutine_handle<> fork(std::coroutine_handle<P> awaiting, std::index_sequence<I...>) {
     const std::array<ChildRef, N> children{ChildRef::of(std::get<I>(tasks_))...};

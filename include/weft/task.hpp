@@ -129,12 +129,17 @@ struct Promise<void> final : PromiseBase {
   }
 };
 
-// Throws UsageError unless `h` is a task that has not started yet.
+[[noreturn]] void throw_not_fresh(bool empty, const char* what);
+
+// Throws UsageError unless `h` is a task that has not started yet. On every await and spawn:
+// the check is inline, the throw is not.
 template <class H>
-void require_fresh(H h, const char* what) {
-  if (!h) throw UsageError(std::string(what) + ": the Task is empty (moved from?)");
-  if (h.done() || h.promise().continuation || h.promise().join)
-    throw UsageError(std::string(what) + ": the Task was already started");
+inline void require_fresh(H h, const char* what) {
+  if (!h) [[unlikely]]
+    throw_not_fresh(true, what);
+  // Every start (await, gather, submit) sets one of these before resuming the task.
+  if (h.promise().continuation || h.promise().join) [[unlikely]]
+    throw_not_fresh(false, what);
 }
 
 }  // namespace detail

@@ -73,8 +73,8 @@ void root_finished(Scheduler& s, RootStateBase& root) noexcept;
 
 struct RootCoroutine {
   struct promise_type : PromiseBase {
-    template <class Task>
-    promise_type(Task&, RootStateBase* s) noexcept : state(s) {
+    template <class SubmittedTask>
+    promise_type(SubmittedTask&, RootStateBase* s) noexcept : state(s) {
       cancel = &s->cancel;
     }
     RootCoroutine get_return_object() noexcept {

@@ -1,0 +1,470 @@
+// weft_bench_scaling: fork-join workloads run by weft, by oneTBB's task_group and serially,
+// side by side in one process, for worker counts 1..hardware_concurrency.
+//
+//   <workload>/serial               plain recursion, one thread
+//   <workload>/weft/workers:W       safe_gather, on a Runtime with W workers
+//   <workload>/tbb/workers:W        tbb::task_group run+wait in a task_arena(max_concurrency=W)
+//                                   (only when built with WEFT_WITH_TBB)
+//
+// Workloads (one task per recursive call in both parallel versions; "tasks" counts calls):
+//   fib      fib(30): 2,692,537 tasks, two children per call
+//   skynet   1,000,000 leaves, 10 children per node: 1,111,111 tasks
+//   nqueens  all solutions of 11 queens, one task per valid placement
+//   matmul   512x512 doubles, C += A*B by recursive quadrant split down to 64x64 blocks
+//            (two phases of four products per level): 585 tasks
+//
+// Counters: tasks (per iteration), ns_per_task (iteration real time / tasks), and for weft
+// heap_allocs_per_task (frames that came from ::operator new during the timed loop, per task)
+// and steals_per_task. Every result is checked; a wrong one fails the benchmark
+// (SkipWithError: "error_occurred" in the JSON output).
+//
+// Runtimes and arenas are created once per worker count, outside the timed loop, and warmed
+// up with one untimed run.
+#include <benchmark/benchmark.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "bench_common.hpp"
+
+#ifdef WEFT_BENCH_HAVE_TBB
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
+#endif
+
+namespace {
+
+using weft::Task;
+using weft::safe_gather;
+using weft_bench::runtime_for;
+
+// ---------------------------------------------------------------------------------------------
+// fib
+// ---------------------------------------------------------------------------------------------
+struct Fib {
+  static constexpr const char* name = "fib";
+  static constexpr int n = 30;
+  using result_type = long;
+
+  static long serial_rec(int k) { return k < 2 ? k : serial_rec(k - 1) + serial_rec(k - 2); }
+  static long calls(int k) {  // 2*fib(k+1) - 1
+    long a = 0, b = 1;
+    for (int i = 0; i < k + 1; ++i) b = std::exchange(a, b) + b;
+    return 2 * a - 1;
+  }
+  static Task<long> weft_rec(int k) {
+    if (k < 2) co_return k;
+    auto [a, b] = co_await safe_gather(weft_rec(k - 1), weft_rec(k - 2));
+    co_return a + b;
+  }
+#ifdef WEFT_BENCH_HAVE_TBB
+  static long tbb_rec(int k) {
+    if (k < 2) return k;
+    long a = 0;
+    tbb::task_group tg;
+    tg.run([&] { a = tbb_rec(k - 1); });
+    const long b = tbb_rec(k - 2);
+    tg.wait();
+    return a + b;
+  }
+  static long tbb() { return tbb_rec(n); }
+#endif
+
+  static long serial() { return serial_rec(n); }
+  static Task<long> weft() { return weft_rec(n); }
+  static double tasks() { return static_cast<double>(calls(n)); }
+  static bool check(long r) { return r == 832040; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// skynet: 10-ary tree of 1M leaves; leaf i returns i; the answer is the sum 0..999,999.
+// ---------------------------------------------------------------------------------------------
+struct Skynet {
+  static constexpr const char* name = "skynet";
+  static constexpr long leaves = 1'000'000;
+  using result_type = long;
+
+  static long serial_rec(long num, long size) {
+    if (size == 1) return num;
+    const long sub = size / 10;
+    long sum = 0;
+    for (long i = 0; i < 10; ++i) sum += serial_rec(num + i * sub, sub);
+    return sum;
+  }
+
+  static Task<long> weft_rec(long num, long size);
+  template <std::size_t... I>
+  static auto gather_children(long num, long sub, std::index_sequence<I...>) {
+    return safe_gather(weft_rec(num + static_cast<long>(I) * sub, sub)...);
+  }
+
+#ifdef WEFT_BENCH_HAVE_TBB
+  static long tbb_rec(long num, long size) {
+    if (size == 1) return num;
+    const long sub = size / 10;
+    std::array<long, 10> r{};
+    tbb::task_group tg;
+    for (long i = 1; i < 10; ++i) tg.run([&r, i, num, sub] { r[i] = tbb_rec(num + i * sub, sub); });
+    r[0] = tbb_rec(num, sub);
+    tg.wait();
+    long sum = 0;
+    for (long v : r) sum += v;
+    return sum;
+  }
+  static long tbb() { return tbb_rec(0, leaves); }
+#endif
+
+  static long serial() { return serial_rec(0, leaves); }
+  static Task<long> weft() { return weft_rec(0, leaves); }
+  static double tasks() {
+    long t = 0;
+    for (long level = 1; level <= leaves; level *= 10) t += level;
+    return static_cast<double>(t);
+  }
+  static bool check(long r) { return r == leaves * (leaves - 1) / 2; }
+};
+
+Task<long> Skynet::weft_rec(long num, long size) {
+  if (size == 1) co_return num;
+  const long sub = size / 10;
+  auto results = co_await gather_children(num, sub, std::make_index_sequence<10>{});
+  co_return std::apply([](auto... v) { return (v + ...); }, results);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nqueens: count all placements of N queens; one task per valid placement (bitmask boards).
+// ---------------------------------------------------------------------------------------------
+struct NQueens {
+  static constexpr const char* name = "nqueens";
+  static constexpr int n = 11;
+  static constexpr std::uint32_t all = (1u << n) - 1;
+  using result_type = long;
+
+  static long serial_rec(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+    if (row == n) return 1;
+    long sum = 0;
+    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0;) {
+      const std::uint32_t bit = avail & (0u - avail);
+      avail ^= bit;
+      sum += serial_rec(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1);
+    }
+    return sum;
+  }
+  static long count_calls(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+    if (row == n) return 1;
+    long calls = 1;
+    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0;) {
+      const std::uint32_t bit = avail & (0u - avail);
+      avail ^= bit;
+      calls += count_calls(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1);
+    }
+    return calls;
+  }
+
+  static Task<long> weft_rec(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+    if (row == n) co_return 1;
+    std::vector<Task<long>> children;
+    children.reserve(n);
+    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0;) {
+      const std::uint32_t bit = avail & (0u - avail);
+      avail ^= bit;
+      children.push_back(weft_rec(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1));
+    }
+    if (children.empty()) co_return 0;
+    const std::vector<long> counts = co_await safe_gather(std::move(children));
+    long sum = 0;
+    for (long c : counts) sum += c;
+    co_return sum;
+  }
+
+#ifdef WEFT_BENCH_HAVE_TBB
+  static long tbb_rec(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+    if (row == n) return 1;
+    std::array<long, n> r{};
+    std::array<std::uint32_t, n> bits{};
+    int k = 0;
+    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0; ++k) {
+      bits[k] = avail & (0u - avail);
+      avail ^= bits[k];
+    }
+    if (k == 0) return 0;
+    tbb::task_group tg;
+    for (int i = 1; i < k; ++i) {
+      tg.run([&r, &bits, i, row, cols, ld, rd] {
+        const std::uint32_t bit = bits[i];
+        r[i] = tbb_rec(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1);
+      });
+    }
+    r[0] = tbb_rec(row + 1, cols | bits[0], ((ld | bits[0]) << 1) & all, (rd | bits[0]) >> 1);
+    tg.wait();
+    long sum = 0;
+    for (long v : r) sum += v;
+    return sum;
+  }
+  static long tbb() { return tbb_rec(0, 0, 0, 0); }
+#endif
+
+  static long serial() { return serial_rec(0, 0, 0, 0); }
+  static Task<long> weft() { return weft_rec(0, 0, 0, 0); }
+  static double tasks() { return static_cast<double>(count_calls(0, 0, 0, 0)); }
+  static bool check(long r) { return r == 2680; }  // solutions of 11 queens
+};
+
+// ---------------------------------------------------------------------------------------------
+// matmul: C += A*B, 512x512 row-major doubles, recursive quadrant split down to 64x64 leaves.
+// Inputs are small integers, so every summation order gives the exact same result.
+// ---------------------------------------------------------------------------------------------
+struct MatMul {
+  static constexpr const char* name = "matmul";
+  static constexpr int size = 512;
+  static constexpr int leaf = 64;
+  using result_type = int;
+
+  struct Matrices {
+    std::vector<double> a, b, c, expected;
+    Matrices() : a(size * size), b(size * size), c(size * size, 0.0), expected(size * size, 0.0) {
+      for (int i = 0; i < size; ++i)
+        for (int j = 0; j < size; ++j) {
+          a[i * size + j] = static_cast<double>((i * 7 + j * 3) % 4);
+          b[i * size + j] = static_cast<double>((i * 5 + j * 11) % 3);
+        }
+      // Reference: the naive triple loop.
+      for (int i = 0; i < size; ++i)
+        for (int k = 0; k < size; ++k) {
+          const double aik = a[i * size + k];
+          for (int j = 0; j < size; ++j) expected[i * size + j] += aik * b[k * size + j];
+        }
+    }
+  };
+  static Matrices& m() {
+    static Matrices matrices;
+    return matrices;
+  }
+
+  static void kernel(const double* __restrict a, const double* __restrict b, double* __restrict c,
+                     int nn) {
+    for (int i = 0; i < nn; ++i)
+      for (int k = 0; k < nn; ++k) {
+        const double aik = a[i * size + k];
+        for (int j = 0; j < nn; ++j) c[i * size + j] += aik * b[k * size + j];
+      }
+  }
+  // Quadrant (r, col) of an nn x nn block at p.
+  static const double* q(const double* p, int nn, int r, int col) {
+    return p + (r * size + col) * (nn / 2);
+  }
+  static double* q(double* p, int nn, int r, int col) { return p + (r * size + col) * (nn / 2); }
+
+  static void serial_rec(const double* a, const double* b, double* c, int nn) {
+    if (nn <= leaf) return kernel(a, b, c, nn);
+    const int h = nn / 2;
+    for (int phase = 0; phase < 2; ++phase)
+      for (int r = 0; r < 2; ++r)
+        for (int col = 0; col < 2; ++col)
+          serial_rec(q(a, nn, r, phase), q(b, nn, phase, col), q(c, nn, r, col), h);
+  }
+  static long count_calls(int nn) { return nn <= leaf ? 1 : 1 + 8 * count_calls(nn / 2); }
+
+  static Task<void> weft_rec(const double* a, const double* b, double* c, int nn) {
+    if (nn <= leaf) {
+      kernel(a, b, c, nn);
+      co_return;
+    }
+    const int h = nn / 2;
+    for (int p = 0; p < 2; ++p) {
+      co_await safe_gather(weft_rec(q(a, nn, 0, p), q(b, nn, p, 0), q(c, nn, 0, 0), h),
+                           weft_rec(q(a, nn, 0, p), q(b, nn, p, 1), q(c, nn, 0, 1), h),
+                           weft_rec(q(a, nn, 1, p), q(b, nn, p, 0), q(c, nn, 1, 0), h),
+                           weft_rec(q(a, nn, 1, p), q(b, nn, p, 1), q(c, nn, 1, 1), h));
+    }
+  }
+  static Task<int> weft_root() {
+    co_await weft_rec(m().a.data(), m().b.data(), m().c.data(), size);
+    co_return 0;
+  }
+
+#ifdef WEFT_BENCH_HAVE_TBB
+  static void tbb_rec(const double* a, const double* b, double* c, int nn) {
+    if (nn <= leaf) return kernel(a, b, c, nn);
+    const int h = nn / 2;
+    for (int p = 0; p < 2; ++p) {
+      tbb::task_group tg;
+      tg.run([=] { tbb_rec(q(a, nn, 0, p), q(b, nn, p, 1), q(c, nn, 0, 1), h); });
+      tg.run([=] { tbb_rec(q(a, nn, 1, p), q(b, nn, p, 0), q(c, nn, 1, 0), h); });
+      tg.run([=] { tbb_rec(q(a, nn, 1, p), q(b, nn, p, 1), q(c, nn, 1, 1), h); });
+      tbb_rec(q(a, nn, 0, p), q(b, nn, p, 0), q(c, nn, 0, 0), h);
+      tg.wait();
+    }
+  }
+  static int tbb() {
+    tbb_rec(m().a.data(), m().b.data(), m().c.data(), size);
+    return 0;
+  }
+#endif
+
+  static int serial() {
+    serial_rec(m().a.data(), m().b.data(), m().c.data(), size);
+    return 0;
+  }
+  static Task<int> weft() { return weft_root(); }
+  static double tasks() { return static_cast<double>(count_calls(size)); }
+  // Called untimed before each run: C = 0.
+  static void reset() { std::fill(m().c.begin(), m().c.end(), 0.0); }
+  static bool check(int) { return m().c == m().expected; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Drivers
+// ---------------------------------------------------------------------------------------------
+template <class W>
+constexpr bool needs_reset = requires { W::reset(); };
+
+template <class W>
+bool prepare_and_check(benchmark::State& state, typename W::result_type r) {
+  if constexpr (needs_reset<W>) {
+    state.PauseTiming();
+    const bool ok = W::check(r);
+    W::reset();
+    state.ResumeTiming();
+    return ok;
+  } else {
+    return W::check(r);
+  }
+}
+
+template <class W>
+void reset_untimed() {
+  if constexpr (needs_reset<W>) W::reset();
+}
+
+template <class W>
+void set_common_counters(benchmark::State& state, double tasks) {
+  state.counters["tasks"] = benchmark::Counter(tasks);
+  state.counters["ns_per_task"] = weft_bench::ns_per(tasks);
+}
+
+template <class W>
+void bm_serial(benchmark::State& state) {
+  const double tasks = W::tasks();
+  reset_untimed<W>();
+  if (!W::check(W::serial())) return state.SkipWithError("serial: wrong result");
+  reset_untimed<W>();
+  for (auto _ : state) {
+    auto r = W::serial();
+    benchmark::DoNotOptimize(r);
+    if (!prepare_and_check<W>(state, r)) {
+      state.SkipWithError("serial: wrong result");
+      break;
+    }
+  }
+  set_common_counters<W>(state, tasks);
+}
+
+template <class W>
+void bm_weft(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  weft::Runtime& rt = runtime_for(workers);
+  const double tasks = W::tasks();
+  reset_untimed<W>();
+  if (!W::check(rt.block_on(W::weft()))) return state.SkipWithError("weft: wrong result");
+  reset_untimed<W>();
+  const weft::WorkerStats before = rt.stats().total();
+  const std::uint64_t heap_before = weft::detail::frame_heap_allocations();
+  for (auto _ : state) {
+    auto r = rt.block_on(W::weft());
+    if (!prepare_and_check<W>(state, r)) {
+      state.SkipWithError("weft: wrong result");
+      break;
+    }
+  }
+  const std::uint64_t heap_after = weft::detail::frame_heap_allocations();
+  const weft::WorkerStats after = rt.stats().total();
+  const double total_tasks = tasks * static_cast<double>(state.iterations());
+  set_common_counters<W>(state, tasks);
+  if (total_tasks > 0) {
+    state.counters["heap_allocs_per_task"] =
+        static_cast<double>(heap_after - heap_before) / total_tasks;
+    state.counters["steals_per_task"] = static_cast<double>(after.steals - before.steals) / total_tasks;
+  }
+}
+
+#ifdef WEFT_BENCH_HAVE_TBB
+tbb::task_arena& arena_for(unsigned workers) {
+  static std::map<unsigned, std::unique_ptr<tbb::task_arena>> cache;
+  std::unique_ptr<tbb::task_arena>& slot = cache[workers];
+  if (!slot) {
+    slot = std::make_unique<tbb::task_arena>(static_cast<int>(workers));
+    slot->initialize();
+  }
+  return *slot;
+}
+
+template <class W>
+void bm_tbb(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  tbb::task_arena& arena = arena_for(workers);
+  const double tasks = W::tasks();
+  typename W::result_type r{};
+  reset_untimed<W>();
+  arena.execute([&] { r = W::tbb(); });
+  if (!W::check(r)) return state.SkipWithError("tbb: wrong result");
+  reset_untimed<W>();
+  for (auto _ : state) {
+    arena.execute([&] { r = W::tbb(); });
+    if (!prepare_and_check<W>(state, r)) {
+      state.SkipWithError("tbb: wrong result");
+      break;
+    }
+  }
+  set_common_counters<W>(state, tasks);
+}
+
+// oneTBB's workers keep spinning a little after their arena runs dry: let them go to sleep
+// before the next benchmark (weft or serial) starts timing.
+void let_tbb_settle(const benchmark::State&) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+#endif
+
+template <class W>
+void register_workload() {
+  const std::string base = W::name;
+  benchmark::RegisterBenchmark((base + "/serial").c_str(), bm_serial<W>)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  weft_bench::sweep_workers(
+      benchmark::RegisterBenchmark((base + "/weft").c_str(), bm_weft<W>)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond));
+#ifdef WEFT_BENCH_HAVE_TBB
+  weft_bench::sweep_workers(
+      benchmark::RegisterBenchmark((base + "/tbb").c_str(), bm_tbb<W>)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Teardown(let_tbb_settle));
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_workload<Fib>();
+  register_workload<Skynet>();
+  register_workload<NQueens>();
+  register_workload<MatMul>();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

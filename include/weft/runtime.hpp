@@ -86,25 +86,22 @@ class Runtime {
   bool on_worker_thread() const noexcept;
 
  private:
-  template <class T>
-  friend class Future;
   void require_not_own_worker(const char* what) const;
   void start_root(detail::RootStateBase& state, std::coroutine_handle<> root);
 
   std::unique_ptr<detail::Scheduler> scheduler_;
 };
 
-// A handle on a submitted task, for plain (non-coroutine) code.
+// A handle on a submitted task, for plain (non-coroutine) code. It may outlive the Runtime
+// (whose destructor waits for the task, so get() then returns at once).
 template <class T>
 class Future {
  public:
-  Future(Future&& other) noexcept
-      : state_(std::exchange(other.state_, nullptr)), runtime_(other.runtime_) {}
+  Future(Future&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
   Future& operator=(Future&& other) noexcept {
     if (this != &other) {
       reset();
       state_ = std::exchange(other.state_, nullptr);
-      runtime_ = other.runtime_;
     }
     return *this;
   }
@@ -117,7 +114,11 @@ class Future {
   // workers it would deadlock, so it throws UsageError.
   T get() {
     if (state_ == nullptr) throw UsageError("Future::get on an empty Future");
-    runtime_->require_not_own_worker("Future::get");
+    // Compared by address only: the Future may outlive its runtime.
+    if (detail::tl_worker != nullptr && &detail::tl_worker->scheduler == state_->scheduler)
+      throw UsageError(
+          "Future::get called on one of the runtime's own workers would deadlock; "
+          "co_await the task instead");
     if (state_->consumed) throw UsageError("Future::get called twice");
     state_->wait();
     state_->consumed = true;
@@ -139,12 +140,11 @@ class Future {
 
  private:
   friend class Runtime;
-  Future(detail::RootState<T>* state, Runtime* runtime) : state_(state), runtime_(runtime) {}
+  explicit Future(detail::RootState<T>* state) : state_(state) {}
   void reset() noexcept {
     if (state_ != nullptr) std::exchange(state_, nullptr)->release();
   }
   detail::RootState<T>* state_;
-  Runtime* runtime_;
 };
 
 template <class T>
@@ -153,7 +153,7 @@ Future<T> Runtime::submit(Task<T> task) {
   auto* state = new detail::RootState<T>(*scheduler_);
   detail::RootCoroutine root = detail::run_root(std::move(task), state);
   start_root(*state, root.handle);
-  return Future<T>(state, this);
+  return Future<T>(state);
 }
 
 // The process-wide runtime, created on first use with WEFT_WORKERS workers when that

@@ -103,13 +103,18 @@ struct RootCoroutine {
 };
 
 template <class T>
-RootCoroutine run_root(Task<T> task, RootStateBase* state) {
+RootCoroutine run_root(Task<T> submitted, RootStateBase* state) {
   auto* typed = static_cast<RootState<T>*>(state);
-  if constexpr (std::is_void_v<T>) {
-    co_await std::move(task);
-    typed->value.emplace();
-  } else {
-    typed->value.emplace(co_await std::move(task));
+  {
+    // The task's frame (its parameters included) is destroyed at the end of this block, also
+    // when it throws: before the Future is told, so that nothing of the task outlives get().
+    Task<T> task = std::move(submitted);
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(task);
+      typed->value.emplace();
+    } else {
+      typed->value.emplace(co_await std::move(task));
+    }
   }
 }
 

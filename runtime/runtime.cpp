@@ -9,12 +9,6 @@
 
 namespace weft {
 
-namespace detail {
-void throw_not_fresh(bool empty, const char* what) {
-  throw UsageError(std::string(what) + (empty ? ": the Task is empty (moved from?)"
-                                              : ": the Task was already started"));
-}
-}  // namespace detail
 
 WorkerStats RuntimeStats::total() const {
   WorkerStats sum;

@@ -146,6 +146,15 @@ void schedule(Scheduler& s, std::coroutine_handle<> h) {
   }
 }
 
+bool yield_to_others(std::coroutine_handle<> h) {
+  // The injection queue is FIFO and every worker looks at it: everything already waiting
+  // runs before `h` comes around again.
+  Worker* w = tl_worker;
+  if (w == nullptr) return false;
+  w->scheduler.inject(h);
+  return true;
+}
+
 void Scheduler::add_root(RootStateBase& root) {
   std::lock_guard<std::mutex> lock(roots_mutex_);
   if (closing_) root.cancel.cancel();

@@ -8,13 +8,17 @@
 // symmetric transfer, so a loop of synchronously completing awaits runs in constant stack.
 // An exception that escapes the task is rethrown by the co_await, on whatever thread resumes
 // the awaiting coroutine. Awaiting a moved-from or already-awaited Task throws UsageError.
-// If the awaiting task's scope is cancelled, the await throws Cancelled without starting the
-// task.
+//
+// Every task runs in the cancellation scope of the task that started it. A task whose scope
+// is already cancelled when it starts never runs its body: it ends with Cancelled at once.
 #pragma once
 
+#include <atomic>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -29,7 +33,35 @@ namespace weft {
 template <class T = void>
 class Task;
 
+// Debug builds (NDEBUG not defined) report a task that was handed Cancelled at a weft
+// suspension point and then returned normally: it swallowed a cancellation, which leaves its
+// scope believing the task obeyed. The handler receives a description naming the task's
+// coroutine (its symbol when the binary exports it, else its address). The default handler
+// prints one line to stderr. Passing nullptr restores the default. Thread-safe.
+//
+//   weft::set_swallowed_cancellation_handler(
+//       [](std::string_view task) { LOG(ERROR) << "swallowed Cancelled: " << task; });
+using SwallowedCancellationHandler = void (*)(std::string_view task_description);
+void set_swallowed_cancellation_handler(SwallowedCancellationHandler handler) noexcept;
+
 namespace detail {
+
+// The scope of the task running on this thread, for the plain (non-awaiting) queries of
+// this_task. Set when a task starts and each time a weft awaiter resumes a task.
+inline thread_local CancelState* tl_current_scope = nullptr;
+
+// Throws the process's shared Cancelled exception object (cheap to recognise afterwards).
+[[noreturn]] void throw_cancelled();
+// True when `e` holds a Cancelled: a pointer compare for the shared object, a rethrow-and-
+// catch for one the user threw.
+bool is_cancelled_exception(const std::exception_ptr& e) noexcept;
+
+struct PromiseBase;
+struct GroupState;
+// The final step of a TaskGroup child (task_group.cpp).
+std::coroutine_handle<> group_child_done(PromiseBase& child, void* frame) noexcept;
+// Debug builds: reports a task that was handed Cancelled and then returned normally.
+void report_swallowed_cancellation(PromiseBase& promise) noexcept;
 
 // What every weft coroutine's promise holds, whatever it returns.
 struct PromiseBase {
@@ -39,17 +71,32 @@ struct PromiseBase {
     release_frame(frame, bytes);
   }
 
-  std::suspend_always initial_suspend() const noexcept { return {}; }
+  // The start of every task: a task whose scope is already cancelled ends with Cancelled
+  // without running its body (an exception from here goes to unhandled_exception()).
+  struct StartAwaiter {
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_resume() const {
+      CancelState* scope = self->cancel;
+      tl_current_scope = scope;
+      if (scope != nullptr && scope->is_cancelled()) [[unlikely]]
+        throw_cancelled();
+    }
+    PromiseBase* self;
+  };
+  StartAwaiter initial_suspend() noexcept { return {this}; }
 
   struct FinalAwaiter {
     bool await_ready() const noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> self) const noexcept {
       PromiseBase& p = self.promise();
-      if (p.join == nullptr) return p.continuation;
-      // After child_done() the parent may already run on another thread and destroy this
-      // frame: touch nothing of it from here on.
-      return p.join->child_done();
+      // After child_done() or group_child_done() the parent may already run on another thread
+      // and destroy this frame: touch nothing of it from here on.
+      if (p.join != nullptr) return p.join->child_done();
+      if (p.group != nullptr) [[unlikely]]
+        return group_child_done(p, self.address());
+      return p.continuation;
     }
     void await_resume() const noexcept {}
   };
@@ -60,25 +107,67 @@ struct PromiseBase {
     if (join != nullptr) join->record_failure(this);
   }
 
+  // Called on normal completion.
+  void note_return() noexcept {
+#ifndef NDEBUG
+    if (saw_cancelled && cancel != nullptr && cancel->is_cancelled()) [[unlikely]]
+      report_swallowed_cancellation(*this);
+#endif
+  }
+
+  // Rethrows `e` into this task (the awaiting one), remembering in debug builds that it was
+  // handed Cancelled.
+  [[noreturn]] void rethrow_here(const std::exception_ptr& e) {
+#ifndef NDEBUG
+    if (is_cancelled_exception(e)) saw_cancelled = true;
+#endif
+    std::rethrow_exception(e);
+  }
+
   std::coroutine_handle<> continuation;  // resumed when this task ends (plain co_await)
   JoinState* join = nullptr;             // set instead when a gather owns this task
-  CancelState* cancel = nullptr;         // the scope this task runs in (inherited)
+  CancelState* cancel = nullptr;         // the scope this task runs in
   std::exception_ptr exception;
+  GroupState* group = nullptr;           // set instead when a TaskGroup owns this task
+  bool scope_fixed = false;              // `cancel` was chosen by its creator (shield, ...)
+  bool saw_cancelled = false;            // debug builds: Cancelled was delivered into it
+  // TaskGroup children only: the frame is shared by the group's run of it and the JoinHandle;
+  // the last of the two to let go destroys it (acq_rel decrements).
+  std::atomic<std::uint8_t> owners{0};
+  // TaskGroup children only: set (release) when the task has finished, for JoinHandle::done().
+  std::atomic<bool> finished{false};
 };
 
 template <class P>
 inline constexpr bool is_weft_promise = std::is_base_of_v<PromiseBase, P>;
 
-// Passes the awaiting task's scope to a child, or refuses to start it when that scope is
-// already cancelled.
+// The awaiting coroutine's promise when it is a weft task, else null.
 template <class P>
-CancelState* inherit_scope(std::coroutine_handle<P> parent) {
-  if constexpr (is_weft_promise<P>) {
-    CancelState* scope = parent.promise().cancel;
-    if (scope != nullptr && scope->is_cancelled()) throw Cancelled{};
-    return scope;
-  } else {
-    return nullptr;
+PromiseBase* weft_promise_of(std::coroutine_handle<P> h) noexcept {
+  if constexpr (is_weft_promise<P>) return &h.promise();
+  else return nullptr;
+}
+
+// Rethrows `e` into the awaiting task (null when it is not a weft task).
+[[noreturn]] inline void rethrow_into(PromiseBase* awaiting, const std::exception_ptr& e) {
+  if (awaiting != nullptr) awaiting->rethrow_here(e);
+  std::rethrow_exception(e);
+}
+
+// Back in the awaiting task after a weft suspension: its scope is this thread's again.
+inline void resume_in(PromiseBase* awaiting) noexcept {
+  if (awaiting != nullptr) tl_current_scope = awaiting->cancel;
+}
+
+// Throws Cancelled into the awaiting task when its scope is cancelled: the level-triggered
+// check of every weft suspension point.
+inline void check_cancelled(PromiseBase* awaiting) {
+  if (awaiting != nullptr && awaiting->cancel != nullptr && awaiting->cancel->is_cancelled())
+    [[unlikely]] {
+#ifndef NDEBUG
+    awaiting->saw_cancelled = true;
+#endif
+    throw_cancelled();
   }
 }
 
@@ -102,13 +191,16 @@ struct Promise final : PromiseBase {
   void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     ::new (static_cast<void*>(std::addressof(value))) T(std::forward<U>(v));
     has_value = true;
+    note_return();
   }
 
-  T take() {
-    if (exception) std::rethrow_exception(exception);
+  // The result, or the exception rethrown into `awaiting`.
+  T take(PromiseBase* awaiting = nullptr) {
+    if (exception) [[unlikely]]
+      rethrow_into(awaiting, exception);
     return std::move(value);
   }
-  stored_t<T> take_stored() { return take(); }
+  stored_t<T> take_stored(PromiseBase* awaiting = nullptr) { return take(awaiting); }
 
   union {
     T value;
@@ -119,12 +211,13 @@ struct Promise final : PromiseBase {
 template <>
 struct Promise<void> final : PromiseBase {
   Task<void> get_return_object() noexcept;
-  void return_void() const noexcept {}
-  void take() {
-    if (exception) std::rethrow_exception(exception);
+  void return_void() noexcept { note_return(); }
+  void take(PromiseBase* awaiting = nullptr) {
+    if (exception) [[unlikely]]
+      rethrow_into(awaiting, exception);
   }
-  std::monostate take_stored() {
-    take();
+  std::monostate take_stored(PromiseBase* awaiting = nullptr) {
+    take(awaiting);
     return {};
   }
 };
@@ -175,16 +268,21 @@ class [[nodiscard]] Task {
       return false;
     }
     template <class P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) {
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
       promise_type& child = handle_.promise();
-      child.cancel = detail::inherit_scope(awaiting);
+      awaiting_ = detail::weft_promise_of(awaiting);
+      if (awaiting_ != nullptr && !child.scope_fixed) child.cancel = awaiting_->cancel;
       child.continuation = awaiting;
       return handle_;
     }
-    T await_resume() { return handle_.promise().take(); }
+    T await_resume() {
+      detail::resume_in(awaiting_);
+      return handle_.promise().take(awaiting_);
+    }
 
    private:
     handle_type handle_;
+    detail::PromiseBase* awaiting_ = nullptr;
   };
 
   // The frame stays owned by this Task (and is destroyed with it); the result is moved out.
@@ -193,6 +291,8 @@ class [[nodiscard]] Task {
 
   // For weft's own primitives: the coroutine behind this Task.
   handle_type handle() const noexcept { return handle_; }
+  // For weft's own primitives: gives up ownership of the coroutine.
+  handle_type release() noexcept { return std::exchange(handle_, nullptr); }
 
  private:
   friend struct detail::Promise<T>;

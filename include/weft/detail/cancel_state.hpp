@@ -1,20 +1,192 @@
-// The shared state behind a cancellation scope, as the task machinery sees it.
+// Cancellation states: the tree of scopes that cancellation travels down.
+//
+// Protocol.
+//   Every task runs in a scope (a CancelState): the runtime's root scope of a submitted task,
+//   a gather's scope, a TaskGroup's scope, a shield, ... Each scope points at its parent.
+//   Cancelling a scope must cancel every scope below it, on every thread, while checking for
+//   cancellation must stay as cheap as a load, because it happens at every task start.
+//
+//   Two paths deliver a cancellation:
+//   - Pull, for running code. cancel() sets the scope's flag and then bumps the process-wide
+//     cancellation epoch. A check compares the epoch with the last epoch at which this scope
+//     was known not to be cancelled (`validated_epoch_`): equal means no scope anywhere was
+//     cancelled since, so neither was any ancestor (two loads, no walk). Otherwise the check
+//     walks up the parents once, and either finds a cancelled ancestor or records the new
+//     epoch as validated.
+//   - Push, for waiting code. A task that parks (on a timer, a semaphore, a foreign thread)
+//     registers a callback on its scope, which first links the scope's chain into its
+//     ancestors (materialize()): each link is a callback node in the parent whose action
+//     cancels the child. cancel() runs the callbacks of the scope it cancels, so the
+//     cancellation reaches every registered waiter below it and wakes it.
+//   A scope that nothing waits in is never linked, so the fork-join path never takes a lock:
+//   creating a scope is a few plain stores.
+//
+// Invariants.
+//   - A parent outlives its children (scopes live in frames that are joined before they end,
+//     or in reference-counted sources), so `parent_` never dangles.
+//   - `cancelled_` only goes false -> true, once; the thread that flips it runs the callbacks.
+//   - After cancel() the callback list is empty and closed: add_callback() returns false and
+//     the caller runs its action inline.
+//   - remove_callback() returns only when the callback is not running on another thread (the
+//     std::stop_callback rule), so a waiter may free its node right after.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
 
 namespace weft::detail {
 
-// Every task holds a pointer to the CancelState of the scope it runs in (inherited from the
-// task that started it), so checking for cancellation on the await and spawn paths is one
-// relaxed load.
-struct CancelState {
-  // Relaxed everywhere: a flag that only decides whether to throw Cancelled. The data a
-  // cancelled task goes on to touch is published by the join that follows, not by this flag.
-  std::atomic<bool> cancelled{false};
+// Bumped (release) after every cancel(); read (acquire) by every check: if it has not moved
+// since a scope was validated, no scope anywhere was cancelled since, and the flags that
+// were set before the bump are visible to a check that sees it.
+inline std::atomic<std::uint64_t> g_cancel_epoch{1};
 
-  bool is_cancelled() const noexcept { return cancelled.load(std::memory_order_relaxed); }
-  bool cancel() noexcept { return !cancelled.exchange(true, std::memory_order_relaxed); }
+// A tiny test-and-test-and-set lock for the callback lists: held for a few pointer writes,
+// never while a callback runs.
+class SpinLock {
+ public:
+  void lock() noexcept {
+    // Acquire pairs with the release in unlock().
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+    }
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+// A registered action. Intrusive: the registrant owns the node and must remove it (or see it
+// run) before freeing it.
+struct CancelCallbackNode {
+  void (*run)(CancelCallbackNode* self) noexcept = nullptr;
+  CancelCallbackNode* prev = nullptr;  // guarded by the owning state's lock
+  CancelCallbackNode* next = nullptr;
+  bool registered = false;
+};
+
+class CancelState;
+class SharedCancelState;
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+class CancelState {
+ public:
+  // A scope with no parent (a root, a shield, a CancellationSource).
+  CancelState() noexcept;
+  // A scope below `parent` (which may be null). Inherits the parent's deadline unless
+  // `deadline` is earlier.
+  explicit CancelState(CancelState* parent, TimePoint deadline = TimePoint::max()) noexcept;
+  ~CancelState();
+  CancelState(const CancelState&) = delete;
+  CancelState& operator=(const CancelState&) = delete;
+
+  // True when this scope or any ancestor was cancelled. Two loads when nothing was cancelled
+  // anywhere since this scope was last validated.
+  bool is_cancelled() const noexcept {
+    // Acquire pairs with the release bump in cancel(): a flag set before the bump we see is
+    // visible to the walk.
+    const std::uint64_t epoch = g_cancel_epoch.load(std::memory_order_acquire);
+    // Relaxed: a cache of a fact established by an earlier check; racing writers all store
+    // epochs at which the fact held.
+    if (validated_epoch_.load(std::memory_order_relaxed) == epoch) [[likely]]
+      return false;
+    return check_ancestors(epoch);
+  }
+
+  // True when this very scope was cancelled (not an ancestor).
+  bool cancelled_here() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+
+  // Cancels this scope and every scope below it; from any thread. True if this call did it.
+  bool cancel() noexcept;
+
+  // Registers `node` to run once when this scope (or an ancestor) is cancelled. Returns false,
+  // without registering, when it already is: the caller then runs the action itself.
+  bool add_callback(CancelCallbackNode& node) noexcept;
+  // Unregisters `node`; if it is running on another thread, waits for it to finish.
+  void remove_callback(CancelCallbackNode& node) noexcept;
+
+  CancelState* parent() const noexcept { return parent_; }
+  TimePoint deadline() const noexcept { return deadline_; }
+
+  // A reference-counted state that is cancelled when this scope is (this_task::token()): one
+  // per scope, made on first use, released when the scope ends. Returns a new reference.
+  SharedCancelState* mirror();
+
+ private:
+  struct LinkNode : CancelCallbackNode {
+    CancelState* child = nullptr;
+  };
+  enum : std::uint8_t { kUnlinked, kLinking, kLinked };
+
+  bool check_ancestors(std::uint64_t epoch) const noexcept;
+  // Links this scope's chain into its ancestors so that their cancel() reaches it. False when
+  // an ancestor is already cancelled (this scope is then cancelled too).
+  bool materialize() noexcept;
+  static void cancel_linked_child(CancelCallbackNode* node) noexcept;
+
+  std::atomic<bool> cancelled_{false};
+  // A cached result of the pull path: some ancestor is cancelled.
+  mutable std::atomic<bool> ancestor_cancelled_{false};
+  mutable std::atomic<std::uint64_t> validated_epoch_;
+  CancelState* const parent_;
+  const TimePoint deadline_;
+
+  // kUnlinked -> kLinking -> kLinked, by the one materialize() that wins the CAS; others
+  // wait for kLinked. Acquire/release pair the winner's registration with the waiters.
+  std::atomic<std::uint8_t> link_state_{kUnlinked};
+  // Installed once by mirror() (CAS from null; acq_rel), released by the destructor.
+  std::atomic<SharedCancelState*> mirror_{nullptr};
+  LinkNode link_;                          // our node in parent_'s list once linked
+
+  SpinLock lock_;                          // guards the fields below
+  CancelCallbackNode* callbacks_ = nullptr;
+  CancelCallbackNode* running_ = nullptr;  // the callback cancel() is running now
+  std::thread::id running_thread_;
+  bool closed_ = false;                    // cancel() has taken the list
+};
+
+}  // namespace weft::detail
+
+namespace weft::detail {
+
+// A reference-counted CancelState, behind public tokens and sources. Holds a reference on its
+// parent so that the parent outlives it (the CancelState member is destroyed, and unlinked
+// from the parent, before that reference is dropped).
+class SharedCancelState {
+ public:
+  // A new state with one reference, below `parent` (may be null; gains a reference).
+  static SharedCancelState* make(SharedCancelState* parent);
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept;
+  CancelState& state() noexcept { return state_; }
+
+ private:
+  explicit SharedCancelState(SharedCancelState* parent);
+  ~SharedCancelState() = default;
+  friend class CancelState;
+
+  // Relaxed increments (a holder already owns one); acq_rel decrement: the last holder sees
+  // every other holder's writes before deleting.
+  std::atomic<int> refs_{1};
+  struct ParentRef {
+    SharedCancelState* p;
+    ~ParentRef() {
+      if (p != nullptr) p->release();
+    }
+  } parent_ref_;
+  CancelState state_;
+  // When this state mirrors a task scope (this_task::token()): our node in that scope.
+  struct MirrorNode : CancelCallbackNode {
+    SharedCancelState* owner = nullptr;
+  } mirror_link_;
 };
 
 }  // namespace weft::detail

@@ -40,6 +40,7 @@
 #include <coroutine>
 #include <cstdint>
 
+#include "weft/detail/cancel_state.hpp"
 #include "weft/detail/worker.hpp"
 
 namespace weft::detail {
@@ -99,11 +100,14 @@ struct JoinState {
     return std::noop_coroutine();
   }
 
-  // First failure wins; later ones are dropped (their tasks are still awaited).
+  // First failure wins; later ones are dropped (their tasks are still awaited). The first
+  // one cancels `cancel_on_failure`, the fail-fast gather's scope, when there is one.
   void record_failure(PromiseBase* child) noexcept {
     PromiseBase* none = nullptr;
     // Relaxed: the parent reads it only after the join, which orders it (see child_done()).
-    first_failure.compare_exchange_strong(none, child, std::memory_order_relaxed);
+    if (first_failure.compare_exchange_strong(none, child, std::memory_order_relaxed) &&
+        cancel_on_failure != nullptr)
+      cancel_on_failure->cancel();
   }
 
   std::coroutine_handle<> parent;
@@ -116,6 +120,7 @@ struct JoinState {
   bool inline_run = false;
   std::atomic<std::uint32_t> pending{0};
   std::atomic<PromiseBase*> first_failure{nullptr};
+  CancelState* cancel_on_failure = nullptr;
 
  private:
   void close(Worker& w) noexcept {

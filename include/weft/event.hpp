@@ -1,0 +1,71 @@
+// Event: a flag that tasks can wait for (asyncio.Event).
+//
+//   Event ready;
+//   ... co_await ready.wait();   // parks without holding a worker until set() or cancellation
+//   ready.set();                 // from any thread: wakes every waiter
+//
+// wait() returns at once when the event is set. A waiting task whose scope is cancelled is
+// woken by the cancellation itself and the wait throws Cancelled; it leaves the queue, so a
+// later set() does not touch it.
+#pragma once
+
+#include <coroutine>
+#include <mutex>
+
+#include "weft/detail/waiter.hpp"
+
+namespace weft {
+
+class Event {
+ public:
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  // Destroying an Event that tasks still wait on is a UsageError reported by terminate:
+  // those tasks could never be woken.
+  ~Event();
+
+  // Sets the event and wakes every waiter. From any thread.
+  void set();
+  // Resets the event; later waits park again.
+  void clear();
+  bool is_set() const;
+
+  class Awaiter {
+   public:
+    explicit Awaiter(Event& e) : event_(e) {}
+    bool await_ready() const { return event_.is_set(); }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+      if (!waiter_.begin(h, &Event::leave, &event_)) return false;
+      if (!event_.enqueue(waiter_)) {
+        // Already set: claim the waiter ourselves, unless a cancellation just did.
+        waiter_.notify();
+        return false;
+      }
+      return waiter_.finish_suspend();
+    }
+    void await_resume() {
+      if (waiter_.end()) waiter_.throw_cancelled_here();
+    }
+
+   private:
+    Event& event_;
+    detail::Waiter waiter_;
+  };
+
+  // co_await event.wait(): see above.
+  Awaiter wait() { return Awaiter(*this); }
+
+ private:
+  // False (queueing nothing) when the event is set.
+  bool enqueue(detail::Waiter& w);
+  static void leave(detail::Waiter* w) noexcept;
+
+  mutable std::mutex mutex_;
+  bool set_ = false;                   // guarded by mutex_
+  detail::Waiter* head_ = nullptr;     // guarded by mutex_
+  detail::Waiter* tail_ = nullptr;
+};
+
+}  // namespace weft

@@ -122,7 +122,9 @@ class Future {
     if (state_->consumed) throw UsageError("Future::get called twice");
     state_->wait();
     state_->consumed = true;
-    if (state_->exception) std::rethrow_exception(state_->exception);
+    // Taken out of the shared state: the worker that drops the state last must not be the one
+    // that frees an exception this thread is still handling.
+    if (state_->exception) std::rethrow_exception(std::exchange(state_->exception, nullptr));
     if constexpr (!std::is_void_v<T>) return std::move(*state_->value);
   }
 

@@ -10,10 +10,10 @@
 //
 //   - `local_done` counts children finished inline on W. It is a plain integer: only W
 //     touches it, and only while inline.
-//   - `pending` is the atomic count of children not yet accounted for. Children that finish
-//     anywhere else (stolen by another worker, or resumed on W after the inline run ended)
-//     subtract 1 from it; the inline run subtracts `local_done` once, when it ends early.
-//     Whoever brings it to zero resumes the parent.
+//   - `pending` is the atomic count of children not yet accounted for, plus one for the
+//     inline run itself. Children that finish anywhere else (stolen by another worker, or
+//     resumed on W after the inline run ended) subtract 1 from it; the inline run subtracts
+//     `local_done + 1` once, when it ends early. Whoever brings it to zero resumes the parent.
 //   - If all n finish inline, `pending` is never touched and the last child resumes the parent
 //     directly: a whole fork-join with no locked instruction beyond the deque's pop.
 //
@@ -31,8 +31,8 @@
 //     that started the gather; it is read only by W (a completion elsewhere compares `owner`
 //     with its own worker first, and `owner` never changes while children run).
 //   - Open gathers on W form a stack (W's `open_joins`): inline runs nest strictly.
-//   - Settling never resumes the parent from the loop in practice (a suspended child is still
-//     pending), but the code handles it anyway.
+//   - Until the inline run settles, `pending` cannot reach zero, so the parent (which owns
+//     this state) cannot resume and free it while W may still settle it.
 #pragma once
 
 #include <atomic>
@@ -59,7 +59,10 @@ struct JoinState {
     unpopped = n - 1;
     base = w.deque.bottom_index();
     inline_run = true;
-    pending.store(n, std::memory_order_relaxed);  // published by the pushes that follow
+    // One count per child, plus one held by the inline run until it settles: without it, a
+    // run that finished no child inline could see every child finish elsewhere and the
+    // parent free this state before the loop settles it.
+    pending.store(n + 1, std::memory_order_relaxed);  // published by the pushes that follow
     next_open = w.open_joins;
     w.open_joins = this;
   }
@@ -89,14 +92,14 @@ struct JoinState {
     return std::noop_coroutine();
   }
 
-  // Ends the inline run: hands the children finished inline over to the atomic count.
-  // Must be called on `owner`, after the gather was removed from its open stack.
+  // Ends the inline run: hands the children finished inline, and the run's own count, over
+  // to the atomic count. Must be called on `owner`, after the gather was removed from its
+  // open stack; touches nothing of this state after the subtraction.
   std::coroutine_handle<> settle() noexcept {
     inline_run = false;
-    const std::uint32_t done = local_done;
-    if (done == 0) return std::noop_coroutine();
+    const std::uint32_t release = local_done + 1;
     // acq_rel: as in child_done().
-    if (pending.fetch_sub(done, std::memory_order_acq_rel) == done) return parent;
+    if (pending.fetch_sub(release, std::memory_order_acq_rel) == release) return parent;
     return std::noop_coroutine();
   }
 

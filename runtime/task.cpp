@@ -14,9 +14,13 @@ namespace weft {
 namespace {
 
 void print_swallowed(std::string_view task) {
+#ifdef NDEBUG
+  (void)task;  // release builds stay quiet unless the user installs a handler
+#else
   std::fprintf(stderr, "weft: task %.*s was cancelled, received Cancelled and returned normally "
                "(catch Cancelled only to clean up, then rethrow it)\n",
                static_cast<int>(task.size()), task.data());
+#endif
 }
 
 // Relaxed: the handler is a plain function pointer; installing one publishes nothing else.

@@ -33,11 +33,13 @@ namespace weft {
 template <class T = void>
 class Task;
 
-// Debug builds (NDEBUG not defined) report a task that was handed Cancelled at a weft
-// suspension point and then returned normally: it swallowed a cancellation, which leaves its
-// scope believing the task obeyed. The handler receives a description naming the task's
-// coroutine (its symbol when the binary exports it, else its address). The default handler
-// prints one line to stderr. Passing nullptr restores the default. Thread-safe.
+// A task that was handed Cancelled at a weft suspension point and then returned normally
+// swallowed a cancellation, which leaves its scope believing the task obeyed. weft notices
+// it in every build (one byte test per completed task) and calls this handler with a
+// description naming the task's coroutine (its symbol when the binary exports it, else its
+// address). The default handler prints one line to stderr when weft was built without NDEBUG
+// (debug builds) and does nothing otherwise. Passing nullptr restores the default.
+// Thread-safe.
 //
 //   weft::set_swallowed_cancellation_handler(
 //       [](std::string_view task) { LOG(ERROR) << "swallowed Cancelled: " << task; });
@@ -57,10 +59,14 @@ inline thread_local CancelState* tl_current_scope = nullptr;
 bool is_cancelled_exception(const std::exception_ptr& e) noexcept;
 
 struct PromiseBase;
-struct GroupState;
-// The final step of a TaskGroup child (task_group.cpp).
-std::coroutine_handle<> group_child_done(PromiseBase& child, void* frame) noexcept;
-// Debug builds: reports a task that was handed Cancelled and then returned normally.
+
+// Something other than a gather that owns a running task and must hear when it ends (a
+// TaskGroup): its hook returns the coroutine to transfer to. Keeps the runtime ignorant of
+// the primitives built on it.
+struct Joiner {
+  std::coroutine_handle<> (*child_done)(Joiner* self, PromiseBase& child, void* frame) noexcept;
+};
+// Reports a task that was handed Cancelled and then returned normally.
 void report_swallowed_cancellation(PromiseBase& promise) noexcept;
 
 // What every weft coroutine's promise holds, whatever it returns.
@@ -94,8 +100,8 @@ struct PromiseBase {
       // After child_done() or group_child_done() the parent may already run on another thread
       // and destroy this frame: touch nothing of it from here on.
       if (p.join != nullptr) return p.join->child_done();
-      if (p.group != nullptr) [[unlikely]]
-        return group_child_done(p, self.address());
+      if (p.joiner != nullptr) [[unlikely]]
+        return p.joiner->child_done(p.joiner, p, self.address());
       return p.continuation;
     }
     void await_resume() const noexcept {}
@@ -109,18 +115,13 @@ struct PromiseBase {
 
   // Called on normal completion.
   void note_return() noexcept {
-#ifndef NDEBUG
     if (saw_cancelled && cancel != nullptr && cancel->is_cancelled()) [[unlikely]]
       report_swallowed_cancellation(*this);
-#endif
   }
 
-  // Rethrows `e` into this task (the awaiting one), remembering in debug builds that it was
-  // handed Cancelled.
+  // Rethrows `e` into this task (the awaiting one), remembering that it was handed Cancelled.
   [[noreturn]] void rethrow_here(const std::exception_ptr& e) {
-#ifndef NDEBUG
     if (is_cancelled_exception(e)) saw_cancelled = true;
-#endif
     std::rethrow_exception(e);
   }
 
@@ -128,13 +129,13 @@ struct PromiseBase {
   JoinState* join = nullptr;             // set instead when a gather owns this task
   CancelState* cancel = nullptr;         // the scope this task runs in
   std::exception_ptr exception;
-  GroupState* group = nullptr;           // set instead when a TaskGroup owns this task
+  Joiner* joiner = nullptr;              // set instead when a TaskGroup owns this task
   bool scope_fixed = false;              // `cancel` was chosen by its creator (shield, ...)
-  bool saw_cancelled = false;            // debug builds: Cancelled was delivered into it
-  // TaskGroup children only: the frame is shared by the group's run of it and the JoinHandle;
+  bool saw_cancelled = false;            // Cancelled was delivered into it
+  // Joiner children only: the frame is shared by the group's run of it and the JoinHandle;
   // the last of the two to let go destroys it (acq_rel decrements).
   std::atomic<std::uint8_t> owners{0};
-  // TaskGroup children only: set (release) when the task has finished, for JoinHandle::done().
+  // Joiner children only: set (release) when the task has finished, for JoinHandle::done().
   std::atomic<bool> finished{false};
 };
 
@@ -164,9 +165,7 @@ inline void resume_in(PromiseBase* awaiting) noexcept {
 inline void check_cancelled(PromiseBase* awaiting) {
   if (awaiting != nullptr && awaiting->cancel != nullptr && awaiting->cancel->is_cancelled())
     [[unlikely]] {
-#ifndef NDEBUG
     awaiting->saw_cancelled = true;
-#endif
     throw_cancelled();
   }
 }
@@ -231,7 +230,7 @@ inline void require_fresh(H h, const char* what) {
   if (!h) [[unlikely]]
     throw_not_fresh(true, what);
   // Every start (await, gather, submit) sets one of these before resuming the task.
-  if (h.promise().continuation || h.promise().join) [[unlikely]]
+  if (h.promise().continuation || h.promise().join || h.promise().joiner) [[unlikely]]
     throw_not_fresh(false, what);
 }
 

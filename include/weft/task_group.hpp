@@ -41,8 +41,12 @@ namespace weft {
 
 namespace detail {
 
-struct GroupState {
-  GroupState(CancelState* outer, Scheduler& s) : scope(outer), scheduler(&s) {}
+struct GroupState : Joiner {
+  GroupState(CancelState* outer, Scheduler& s) : Joiner{&child_finished}, scope(outer), scheduler(&s) {}
+
+  // A child's final step (task_group.cpp).
+  static std::coroutine_handle<> child_finished(Joiner* self, PromiseBase& child,
+                                                void* frame) noexcept;
 
   // Children that failed for real (never Cancelled). The first cancels the group.
   void record_failure(const std::exception_ptr& e) {
@@ -114,7 +118,8 @@ class [[nodiscard]] JoinHandle {
   // True once the task has finished (with a value or an exception). Always true after the
   // group ended.
   bool done() const noexcept {
-    // Acquire pairs with the release store in group_child_done(): the result is visible.
+    // Acquire pairs with the release store in GroupState::child_finished(): the result is
+    // visible.
     return handle_ && handle_.promise().finished.load(std::memory_order_acquire);
   }
 
@@ -159,7 +164,7 @@ class TaskGroup {
       throw UsageError("TaskGroup::spawn: the group was cancelled or has ended");
     auto h = task.release();
     auto& p = h.promise();
-    p.group = &state_;
+    p.joiner = &state_;
     p.cancel = &state_.scope;
     p.scope_fixed = true;
     p.owners.store(2, std::memory_order_relaxed);  // published by the push below

@@ -91,9 +91,7 @@ struct Waiter : CancelCallbackNode {
 
   // Throws Cancelled into the awaiting task.
   [[noreturn]] void throw_cancelled_here() const {
-#ifndef NDEBUG
     if (promise != nullptr) promise->saw_cancelled = true;
-#endif
     throw_cancelled();
   }
 

@@ -1,12 +1,11 @@
 // The out-of-line parts of TaskGroup's protocol.
 #include "weft/task_group.hpp"
 
-#include "scheduler.hpp"
-
 namespace weft::detail {
 
-std::coroutine_handle<> group_child_done(PromiseBase& child, void* frame) noexcept {
-  GroupState* group = child.group;
+std::coroutine_handle<> GroupState::child_finished(Joiner* self, PromiseBase& child,
+                                                   void* frame) noexcept {
+  auto* group = static_cast<GroupState*>(self);
   if (child.exception) group->record_failure(child.exception);
   // Release pairs with the acquire in JoinHandle::done().
   child.finished.store(true, std::memory_order_release);
@@ -19,7 +18,7 @@ std::coroutine_handle<> group_child_done(PromiseBase& child, void* frame) noexce
 
 void schedule_spawned(Scheduler& s, std::coroutine_handle<> h) {
   Worker* w = tl_worker;
-  if (s.is_own_worker(w)) bump(w->counters.tasks_spawned);
+  if (w != nullptr && &w->scheduler == &s) bump(w->counters.tasks_spawned);
   schedule(s, h);
 }
 

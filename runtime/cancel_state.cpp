@@ -5,32 +5,32 @@
 
 namespace weft::detail {
 
-CancelState::CancelState() noexcept
-    : validated_epoch_(g_cancel_epoch.load(std::memory_order_acquire)),
-      parent_(nullptr),
-      deadline_(TimePoint::max()) {}
+CancelState::Slow& CancelState::slow() noexcept {
+  // Acquire pairs with the acq_rel CAS below: the winner's Slow is fully constructed.
+  Slow* s = slow_.load(std::memory_order_acquire);
+  if (s != nullptr) return *s;
+  auto* fresh = new Slow;
+  if (slow_.compare_exchange_strong(s, fresh, std::memory_order_acq_rel,
+                                    std::memory_order_acquire))
+    return *fresh;
+  delete fresh;
+  return *s;
+}
 
-CancelState::CancelState(CancelState* parent, TimePoint deadline) noexcept
-    // Not cancelled here, and the parent's chain was not cancelled as of its validated epoch:
-    // so neither is this scope as of that epoch.
-    : validated_epoch_(parent != nullptr
-                           ? parent->validated_epoch_.load(std::memory_order_relaxed)
-                           : g_cancel_epoch.load(std::memory_order_acquire)),
-      parent_(parent),
-      deadline_(parent != nullptr && parent->deadline_ < deadline ? parent->deadline_
-                                                                  : deadline) {}
-
-CancelState::~CancelState() {
-  if (SharedCancelState* m = mirror_.load(std::memory_order_acquire)) {
+void CancelState::release_slow() noexcept {
+  Slow* s = slow_.load(std::memory_order_acquire);
+  if (SharedCancelState* m = s->mirror.load(std::memory_order_acquire)) {
     remove_callback(m->mirror_link_);
     m->release();
   }
   // Acquire pairs with the release store of kLinked in materialize().
-  if (link_state_.load(std::memory_order_acquire) == kLinked) parent_->remove_callback(link_);
+  if (link_state_.load(std::memory_order_acquire) == kLinked) parent_->remove_callback(s->link);
+  delete s;
 }
 
 SharedCancelState* CancelState::mirror() {
-  SharedCancelState* m = mirror_.load(std::memory_order_acquire);
+  Slow& s = slow();
+  SharedCancelState* m = s.mirror.load(std::memory_order_acquire);
   if (m == nullptr) {
     SharedCancelState* fresh = SharedCancelState::make(nullptr);
     fresh->mirror_link_.owner = fresh;
@@ -38,8 +38,8 @@ SharedCancelState* CancelState::mirror() {
       static_cast<SharedCancelState::MirrorNode*>(node)->owner->state().cancel();
     };
     // acq_rel: publishes the new state; acquire on failure sees the winner's.
-    if (mirror_.compare_exchange_strong(m, fresh, std::memory_order_acq_rel,
-                                        std::memory_order_acquire)) {
+    if (s.mirror.compare_exchange_strong(m, fresh, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
       m = fresh;
       if (!add_callback(m->mirror_link_)) m->state().cancel();
     } else {
@@ -82,54 +82,57 @@ bool CancelState::cancel() noexcept {
   if (cancelled_.exchange(true, std::memory_order_acq_rel)) return false;
   // Release: a check that sees the new epoch sees our flag (see is_cancelled()).
   g_cancel_epoch.fetch_add(1, std::memory_order_release);
-  lock_.lock();
-  closed_ = true;
-  while (CancelCallbackNode* node = callbacks_) {
-    callbacks_ = node->next;
-    if (callbacks_ != nullptr) callbacks_->prev = nullptr;
+  Slow& s = slow();
+  s.lock.lock();
+  s.closed = true;
+  while (CancelCallbackNode* node = s.callbacks) {
+    s.callbacks = node->next;
+    if (s.callbacks != nullptr) s.callbacks->prev = nullptr;
     node->next = nullptr;
     node->registered = false;
-    running_ = node;
-    running_thread_ = std::this_thread::get_id();
-    lock_.unlock();
-    node->run(node);  // may free `node` once remove_callback() sees running_ change
-    lock_.lock();
-    running_ = nullptr;
+    s.running = node;
+    s.running_thread = std::this_thread::get_id();
+    s.lock.unlock();
+    node->run(node);  // may free `node` once remove_callback() sees `running` change
+    s.lock.lock();
+    s.running = nullptr;
   }
-  lock_.unlock();
+  s.lock.unlock();
   return true;
 }
 
 bool CancelState::add_callback(CancelCallbackNode& node) noexcept {
   if (!materialize()) return false;
-  std::lock_guard<SpinLock> guard(lock_);
-  if (closed_) return false;
+  Slow& s = slow();
+  std::lock_guard<SpinLock> guard(s.lock);
+  if (s.closed) return false;
   node.prev = nullptr;
-  node.next = callbacks_;
-  if (callbacks_ != nullptr) callbacks_->prev = &node;
-  callbacks_ = &node;
+  node.next = s.callbacks;
+  if (s.callbacks != nullptr) s.callbacks->prev = &node;
+  s.callbacks = &node;
   node.registered = true;
   return true;
 }
 
 void CancelState::remove_callback(CancelCallbackNode& node) noexcept {
-  lock_.lock();
+  Slow& s = slow();
+  s.lock.lock();
   if (node.registered) {
     if (node.prev != nullptr) node.prev->next = node.next;
-    else callbacks_ = node.next;
+    else s.callbacks = node.next;
     if (node.next != nullptr) node.next->prev = node.prev;
     node.registered = false;
-    lock_.unlock();
+    s.lock.unlock();
     return;
   }
   // Not in the list: it already ran, or it is running. Wait unless it runs on this thread
   // (a callback that removes itself).
-  while (running_ == &node && running_thread_ != std::this_thread::get_id()) {
-    lock_.unlock();
+  while (s.running == &node && s.running_thread != std::this_thread::get_id()) {
+    s.lock.unlock();
     std::this_thread::yield();
-    lock_.lock();
+    s.lock.lock();
   }
-  lock_.unlock();
+  s.lock.unlock();
 }
 
 bool CancelState::materialize() noexcept {
@@ -139,15 +142,16 @@ bool CancelState::materialize() noexcept {
   if (state == kUnlinked &&
       link_state_.compare_exchange_strong(state, kLinking, std::memory_order_acquire,
                                           std::memory_order_acquire)) {
-    link_.run = &cancel_linked_child;
-    link_.child = this;
-    if (!parent_->add_callback(link_)) {
+    LinkNode& link = slow().link;
+    link.run = &cancel_linked_child;
+    link.child = this;
+    if (!parent_->add_callback(link)) {
       // An ancestor is cancelled: so are we. Leave unlinked (nothing to remove later).
       link_state_.store(kUnlinked, std::memory_order_release);
       cancel();
       return false;
     }
-    // Release pairs with the acquire loads of link_state_ here and in the destructor.
+    // Release pairs with the acquire loads of link_state_ here and in release_slow().
     link_state_.store(kLinked, std::memory_order_release);
     return true;
   }

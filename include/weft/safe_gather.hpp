@@ -18,7 +18,9 @@
 // comes back.
 //
 // In every mode, if the caller is cancelled the tasks are cancelled and awaited and the gather
-// throws Cancelled; a caller already cancelled starts nothing.
+// throws Cancelled (unless every task had finished successfully before the cancellation
+// reached it: then the results are returned, and the caller's next suspension point throws);
+// a caller already cancelled starts nothing.
 //
 // The spawn and join path takes no lock and allocates nothing: the join state and the scope
 // live in the awaiting coroutine's frame, children's frames come from the recycling frame
@@ -64,7 +66,7 @@ struct ChildRef {
 // task.
 struct ForkJoin {
   JoinState join;
-  std::optional<CancelState> scope;
+  CancelState scope;  // parented to the awaiting task's scope in fork()
   PromiseBase* awaiting = nullptr;
 
   // Wires `n` fresh children (`child(i)` -> ChildRef) to the join and to a new scope below the
@@ -75,17 +77,19 @@ struct ForkJoin {
                                                             std::uint32_t n, bool fail_fast,
                                                             ChildAt child) {
     awaiting = weft_promise_of(caller);
-    check_cancelled(awaiting);
+    scope.adopt_parent(awaiting != nullptr ? awaiting->cancel : nullptr);
+    // The caller's check, through the new scope: same epoch test, one walk if needed.
+    if (scope.is_cancelled()) [[unlikely]]
+      check_cancelled(awaiting);
     Worker* w = tl_worker;
     if (w == nullptr)
       throw UsageError("safe_gather must be awaited from a task running on a weft runtime");
-    scope.emplace(awaiting != nullptr ? awaiting->cancel : nullptr);
-    if (fail_fast) join.cancel_on_failure = &*scope;
+    if (fail_fast) join.cancel_on_failure = &scope;
     join.start(caller, *w, n);
     for (std::uint32_t i = 0; i < n; ++i) {
       PromiseBase* p = child(i).promise;
       p->join = &join;
-      p->cancel = &*scope;
+      p->cancel = &scope;
     }
     for (std::uint32_t i = n - 1; i > 0; --i) w->deque.push(child(i).frame);
     if (n > 1) {
@@ -95,15 +99,17 @@ struct ForkJoin {
     return std::coroutine_handle<>::from_address(child(0).frame);
   }
 
-  // Fail-fast ending: the first failure, else Cancelled if the caller was cancelled meanwhile.
-  void rethrow_failure_or_cancellation() {
+  // Fail-fast ending: the first failure. A cancellation of the caller reaches the children
+  // through the gather's scope and comes back as that failure; if every child had finished
+  // before seeing it, the results stand and the caller's next suspension point throws.
+  void rethrow_failure() {
     resume_in(awaiting);
     // Relaxed: the join that resumed us ordered the failing child's writes before this read.
-    if (PromiseBase* failed = join.first_failure.load(std::memory_order_relaxed))
+    if (PromiseBase* failed = join.first_failure.load(std::memory_order_relaxed)) [[unlikely]]
       rethrow_into(awaiting, failed->exception);
-    check_cancelled(awaiting);
   }
-  // return_exceptions ending: only the caller's own cancellation throws.
+  // return_exceptions ending: the children's Cancelled are outcomes like any other, so the
+  // caller's own cancellation is checked here.
   void throw_if_caller_cancelled() {
     resume_in(awaiting);
     check_cancelled(awaiting);
@@ -140,14 +146,14 @@ class TupleGather {
   result_type await_resume() {
     if constexpr (N > 0) {
       if constexpr (ReturnExceptions) state_.throw_if_caller_cancelled();
-      else state_.rethrow_failure_or_cancellation();
+      else state_.rethrow_failure();
     }
     return take_results(std::index_sequence_for<Ts...>{});
   }
 
  private:
   template <std::size_t... I>
-  void check_fresh(std::index_sequence<I...>) const {
+  [[gnu::always_inline]] void check_fresh(std::index_sequence<I...>) const {
     (require_fresh(std::get<I>(tasks_).handle(), "safe_gather"), ...);
   }
 
@@ -194,7 +200,7 @@ class VectorGather {
     result_type results;
     if (tasks_.empty()) return results;
     if constexpr (ReturnExceptions) state_.throw_if_caller_cancelled();
-    else state_.rethrow_failure_or_cancellation();
+    else state_.rethrow_failure();
     results.reserve(tasks_.size());
     for (Task<T>& t : tasks_) {
       if constexpr (ReturnExceptions) results.push_back(outcome_of(t));

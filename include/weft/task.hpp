@@ -226,11 +226,12 @@ struct Promise<void> final : PromiseBase {
 // Throws UsageError unless `h` is a task that has not started yet. On every await and spawn:
 // the check is inline, the throw is not.
 template <class H>
-inline void require_fresh(H h, const char* what) {
+[[gnu::always_inline]] inline void require_fresh(H h, const char* what) {
   if (!h) [[unlikely]]
     throw_not_fresh(true, what);
   // Every start (await, gather, submit) sets one of these before resuming the task.
-  if (h.promise().continuation || h.promise().join || h.promise().joiner) [[unlikely]]
+  // (A TaskGroup child was released from its Task: it fails the first test.)
+  if (h.promise().continuation || h.promise().join) [[unlikely]]
     throw_not_fresh(false, what);
 }
 
@@ -275,8 +276,11 @@ class [[nodiscard]] Task {
       return handle_;
     }
     T await_resume() {
-      detail::resume_in(awaiting_);
-      return handle_.promise().take(awaiting_);
+      promise_type& child = handle_.promise();
+      // A child in its own scope (shield, with_cancellation) leaves that scope behind on this
+      // thread; otherwise the thread's scope is already ours.
+      if (child.scope_fixed) detail::resume_in(awaiting_);
+      return child.take(awaiting_);
     }
 
    private:

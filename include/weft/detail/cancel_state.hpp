@@ -19,7 +19,10 @@
 //     cancels the child. cancel() runs the callbacks of the scope it cancels, so the
 //     cancellation reaches every registered waiter below it and wakes it.
 //   A scope that nothing waits in is never linked, so the fork-join path never takes a lock:
-//   creating a scope is a few plain stores.
+//   creating a scope is a few plain stores. Everything the push path needs (the lock, the
+//   callback list, the link node, the token mirror) lives in a separately allocated part,
+//   made on first use (a callback, a token, a cancel()), so a scope on the fork path is 48
+//   bytes and its destructor one load.
 //
 // Invariants.
 //   - A parent outlives its children (scopes live in frames that are joined before they end,
@@ -80,11 +83,37 @@ using TimePoint = std::chrono::steady_clock::time_point;
 class CancelState {
  public:
   // A scope with no parent (a root, a shield, a CancellationSource).
-  CancelState() noexcept;
+  CancelState() noexcept
+      : validated_epoch_(g_cancel_epoch.load(std::memory_order_acquire)),
+        parent_(nullptr),
+        deadline_(TimePoint::max()) {}
   // A scope below `parent` (which may be null). Inherits the parent's deadline unless
   // `deadline` is earlier.
-  explicit CancelState(CancelState* parent, TimePoint deadline = TimePoint::max()) noexcept;
-  ~CancelState();
+  explicit CancelState(CancelState* parent, TimePoint deadline = TimePoint::max()) noexcept
+      // Not cancelled here, and the parent's chain was not cancelled as of its validated
+      // epoch: so neither is this scope as of that epoch.
+      : validated_epoch_(parent != nullptr
+                             ? parent->validated_epoch_.load(std::memory_order_relaxed)
+                             : g_cancel_epoch.load(std::memory_order_acquire)),
+        parent_(parent),
+        deadline_(parent != nullptr && parent->deadline_ < deadline ? parent->deadline_
+                                                                    : deadline) {}
+  // Re-parents a scope nobody has used yet (a fork's scope, made with its awaiter before the
+  // parent is known): as if it had been constructed below `parent`.
+  void adopt_parent(CancelState* parent) noexcept {
+    parent_ = parent;
+    if (parent != nullptr) {
+      validated_epoch_.store(parent->validated_epoch_.load(std::memory_order_relaxed),
+                             std::memory_order_relaxed);
+      deadline_ = parent->deadline_;
+    }
+  }
+
+  ~CancelState() {
+    // Acquire pairs with the CAS that installed it (slow()).
+    if (slow_.load(std::memory_order_acquire) != nullptr) [[unlikely]]
+      release_slow();
+  }
   CancelState(const CancelState&) = delete;
   CancelState& operator=(const CancelState&) = delete;
 
@@ -124,6 +153,17 @@ class CancelState {
   struct LinkNode : CancelCallbackNode {
     CancelState* child = nullptr;
   };
+  // The push path's state, allocated on first use.
+  struct Slow {
+    SpinLock lock;                          // guards the fields below but `mirror`
+    CancelCallbackNode* callbacks = nullptr;
+    CancelCallbackNode* running = nullptr;  // the callback cancel() is running now
+    std::thread::id running_thread;
+    bool closed = false;                    // cancel() has taken the list
+    LinkNode link;                          // our node in parent_'s list once linked
+    // Installed once by mirror() (CAS from null; acq_rel), released with the scope.
+    std::atomic<SharedCancelState*> mirror{nullptr};
+  };
   enum : std::uint8_t { kUnlinked, kLinking, kLinked };
 
   bool check_ancestors(std::uint64_t epoch) const noexcept;
@@ -131,26 +171,19 @@ class CancelState {
   // an ancestor is already cancelled (this scope is then cancelled too).
   bool materialize() noexcept;
   static void cancel_linked_child(CancelCallbackNode* node) noexcept;
+  Slow& slow() noexcept;
+  void release_slow() noexcept;
 
   std::atomic<bool> cancelled_{false};
   // A cached result of the pull path: some ancestor is cancelled.
   mutable std::atomic<bool> ancestor_cancelled_{false};
-  mutable std::atomic<std::uint64_t> validated_epoch_;
-  CancelState* const parent_;
-  const TimePoint deadline_;
-
   // kUnlinked -> kLinking -> kLinked, by the one materialize() that wins the CAS; others
   // wait for kLinked. Acquire/release pair the winner's registration with the waiters.
   std::atomic<std::uint8_t> link_state_{kUnlinked};
-  // Installed once by mirror() (CAS from null; acq_rel), released by the destructor.
-  std::atomic<SharedCancelState*> mirror_{nullptr};
-  LinkNode link_;                          // our node in parent_'s list once linked
-
-  SpinLock lock_;                          // guards the fields below
-  CancelCallbackNode* callbacks_ = nullptr;
-  CancelCallbackNode* running_ = nullptr;  // the callback cancel() is running now
-  std::thread::id running_thread_;
-  bool closed_ = false;                    // cancel() has taken the list
+  mutable std::atomic<std::uint64_t> validated_epoch_;
+  CancelState* parent_;  // fixed once the scope is in use
+  TimePoint deadline_;   // likewise
+  std::atomic<Slow*> slow_{nullptr};
 };
 
 }  // namespace weft::detail

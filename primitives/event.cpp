@@ -2,11 +2,24 @@
 
 #include <cstdio>
 #include <exception>
+#include <thread>
 
 namespace weft {
 
 Event::~Event() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  // A Cancelled waiter still queued has its cancellation in flight, about to call leave():
+  // wait for it. Only a Waiting waiter is a task that could never be woken.
+  auto only_cancelled_queued = [&] {
+    for (detail::Waiter* w = head_; w != nullptr; w = w->queue_next)
+      if (w->state.load(std::memory_order_acquire) != detail::Waiter::kCancelled) return false;
+    return head_ != nullptr;
+  };
+  while (only_cancelled_queued()) {
+    lock.unlock();
+    std::this_thread::yield();
+    lock.lock();
+  }
   if (head_ != nullptr) {
     std::fputs("weft: an Event was destroyed while tasks were waiting on it\n", stderr);
     std::terminate();
@@ -25,7 +38,11 @@ void Event::clear() {
 
 bool Event::enqueue(detail::Waiter& w) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (set_) return false;
+  if (set_) {
+    w.satisfy_now();  // unless a cancellation claimed it first: then it sees Cancelled
+    return false;
+  }
+  if (!w.start_waiting()) return false;  // cancelled during begin(): never queued
   w.queue_prev = tail_;
   w.queue_next = nullptr;
   if (tail_ != nullptr) tail_->queue_next = &w;
@@ -38,6 +55,11 @@ bool Event::enqueue(detail::Waiter& w) {
 void Event::leave(detail::Waiter* w) noexcept {
   auto* self = static_cast<Event*>(w->primitive);
   std::lock_guard<std::mutex> lock(self->mutex_);
+  self->leave_locked(w);
+}
+
+void Event::leave_locked(detail::Waiter* w) noexcept {
+  auto* self = this;
   if (!w->queued) return;
   if (w->queue_prev != nullptr) w->queue_prev->queue_next = w->queue_next;
   else self->head_ = w->queue_next;
@@ -47,19 +69,24 @@ void Event::leave(detail::Waiter* w) noexcept {
 }
 
 void Event::set() {
-  detail::Waiter* woken;
+  detail::Waiter* woken = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     set_ = true;
-    woken = head_;
-    head_ = tail_ = nullptr;
-    for (detail::Waiter* w = woken; w != nullptr; w = w->queue_next) w->queued = false;
+    for (detail::Waiter* w = head_; w != nullptr;) {
+      detail::Waiter* next = w->queue_next;
+      // Queued waiters are Waiting or Cancelled.
+      if (w->claim_for_wake()) {
+        leave_locked(w);
+        w->queue_next = woken;  // ours until scheduled
+        woken = w;
+      }  // else Cancelled: stays queued, its on_cancel unlinks it
+      w = next;
+    }
   }
-  // Outside the lock: notify() may resume a task inline, which may touch this Event. Read
-  // `next` first: a woken waiter's frame may be gone once notify() returns.
   while (woken != nullptr) {
     detail::Waiter* next = woken->queue_next;
-    woken->notify();
+    detail::resume_waiter(woken->scheduler, woken->handle);
     woken = next;
   }
 }

@@ -38,12 +38,7 @@ class Event {
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
       if (!waiter_.begin(h, &Event::leave, &event_)) return false;
-      if (!event_.enqueue(waiter_)) {
-        // Already set: claim the waiter ourselves, unless a cancellation just did.
-        waiter_.notify();
-        return false;
-      }
-      return waiter_.finish_suspend();
+      return event_.enqueue(waiter_);
     }
     void await_resume() {
       if (waiter_.end()) waiter_.throw_cancelled_here();
@@ -58,9 +53,10 @@ class Event {
   Awaiter wait() { return Awaiter(*this); }
 
  private:
-  // False (queueing nothing) when the event is set.
+  // True (queued, Waiting) when the task must stay suspended.
   bool enqueue(detail::Waiter& w);
   static void leave(detail::Waiter* w) noexcept;
+  void leave_locked(detail::Waiter* w) noexcept;
 
   mutable std::mutex mutex_;
   bool set_ = false;                   // guarded by mutex_

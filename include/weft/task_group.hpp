@@ -253,7 +253,8 @@ Task<detail::group_result_t<F>> task_group(F body) {
     }
     std::rethrow_exception(body_error);
   }
-  co_return std::move(*result);
+  if constexpr (std::is_void_v<R>) co_return;
+  else co_return std::move(*result);
 }
 
 }  // namespace weft

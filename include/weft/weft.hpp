@@ -4,6 +4,7 @@
 #include "weft/cancellation.hpp"
 #include "weft/deadline.hpp"
 #include "weft/errors.hpp"
+#include "weft/event.hpp"
 #include "weft/exception_group.hpp"
 #include "weft/outcome.hpp"
 #include "weft/runtime.hpp"

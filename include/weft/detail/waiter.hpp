@@ -3,23 +3,25 @@
 //
 // Protocol (state: Setup -> Waiting -> Notified | Cancelled, or Setup -> Notified | Cancelled):
 //   Parking (await_suspend):
-//     1. register a callback on the task's scope (if the scope is already cancelled: claim
-//        Cancelled, leave the primitive, do not suspend);
-//     2. the primitive links the waiter into its queue (under its own lock);
-//     3. CAS Setup -> Waiting. If that fails, a wake-up or a cancellation already claimed the
-//        waiter during steps 1-2: do not suspend (whoever claimed it did not resume it,
-//        because it saw Setup).
-//   Waking (primitive, under its lock, after unlinking the waiter): CAS Waiting -> Notified and
-//     schedule the task; or CAS Setup -> Notified and leave the resume to step 3. If both
-//     fail the waiter was cancelled: the primitive skips it (it must not hand it anything).
-//   Cancelling (scope callback, any thread): CAS Waiting -> Cancelled, unlink from the
-//     primitive, schedule the task; or CAS Setup -> Cancelled, unlink, leave the resume to
-//     step 3. If both fail it was notified: nothing to do.
-//   Resuming (await_resume): remove the callback (waiting for it if it runs on another thread),
-//     then throw Cancelled or return the primitive's result.
+//     1. begin(): register a callback on the task's scope (if the scope is already cancelled:
+//        the waiter is Cancelled at once and the task does not suspend);
+//     2. the primitive, under its own lock: if it can satisfy the task now, CAS Setup ->
+//        Notified and do not suspend; else CAS Setup -> Waiting and link the waiter into its
+//        queue (if that CAS fails, a cancellation claimed the waiter during step 1-2: do not
+//        link, do not suspend).
+//   Waking (primitive, under its lock): CAS Waiting -> Notified, unlink, and resume the task
+//     after unlocking. A waiter that fails the CAS was cancelled: it stays queued until its
+//     cancellation unlinks it, and the primitive hands it nothing.
+//   Cancelling (scope callback, any thread): CAS Waiting -> Cancelled, leave() (unlink under
+//     the primitive's lock), resume the task; or CAS Setup -> Cancelled and leave the task
+//     to go on by itself (step 2 fails). If both fail it was notified: nothing to do.
+//   Resuming (await_resume): end() removes the callback (waiting for it if it runs on another
+//     thread), then the task throws Cancelled or takes the primitive's result.
 //
-// Invariants: exactly one of wake/cancel wins the waiter; the task is resumed exactly once,
-// and never while await_suspend still runs (only a Waiting waiter is scheduled by others).
+// Invariants: exactly one of wake/cancel wins the waiter; the task is resumed exactly once.
+// A Waiting waiter may be resumed while its await_suspend is still returning: nothing touches
+// the waiter after the CAS that queues it. A primitive must not be destroyed while a
+// Cancelled waiter is still queued (its leave() is in flight).
 #pragma once
 
 #include <atomic>
@@ -72,15 +74,24 @@ struct Waiter : CancelCallbackNode {
     return true;
   }
 
-  // Step 3: true when the task should stay suspended.
-  bool finish_suspend() noexcept {
+  // Step 2, under the primitive's lock: true when the waiter is now Waiting (the primitive
+  // links it and the task suspends); false when a cancellation claimed it first.
+  bool start_waiting() noexcept {
     std::uint8_t expected = kSetup;
     return state.compare_exchange_strong(expected, kWaiting, std::memory_order_acq_rel);
   }
-
-  // The primitive's wake-up (under its lock, the waiter already unlinked). False when the
-  // waiter was cancelled and must be skipped.
-  bool notify() noexcept;
+  // Step 2 when the primitive can satisfy the task at once: false when a cancellation
+  // claimed it first (the task then sees Cancelled).
+  bool satisfy_now() noexcept {
+    std::uint8_t expected = kSetup;
+    return state.compare_exchange_strong(expected, kNotified, std::memory_order_acq_rel);
+  }
+  // Waking, under the primitive's lock: true when the waiter is ours to resume (after
+  // unlocking); false when it was cancelled and must be skipped.
+  bool claim_for_wake() noexcept {
+    std::uint8_t expected = kWaiting;
+    return state.compare_exchange_strong(expected, kNotified, std::memory_order_acq_rel);
+  }
 
   // In await_resume: true when the wait ended by cancellation.
   bool end() noexcept {

@@ -12,11 +12,14 @@ namespace weft::detail {
 
 class InjectionQueue {
  public:
-  void push(void* item) {
+  // Pushes `item`, then runs `after()` before any worker can take it.
+  template <class After>
+  void push_and(void* item, After after) {
     std::lock_guard<std::mutex> lock(mutex_);
     items_.push_back(item);
     // Relaxed under the lock; the parking protocol orders it with a fence (parking.cpp).
     length_.store(items_.size(), std::memory_order_relaxed);
+    after();
   }
 
   void* try_pop() {

@@ -27,7 +27,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 #include "scheduler.hpp"
 
@@ -51,11 +53,18 @@ void init_barrier() {
   });
 }
 
-// S3: orders every other thread's earlier stores before our following loads.
-void heavy_barrier() noexcept {
+// S3: orders every other thread's earlier stores before our following loads. False when the
+// membarrier call failed (it may, with ENOMEM): publishers without a fence may then be
+// unseen, and the caller must not sleep without a bound.
+bool heavy_barrier() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (g_have_membarrier) syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  if (!g_have_membarrier) return true;
+  return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
+
+// After a failed barrier a worker naps this long instead of sleeping until woken, then
+// searches again: a missed publication is found within it.
+constexpr auto kBarrierFailureNap = std::chrono::microseconds(200);
 
 // Takes `w` off the sleepers if it is still Sleeping; true if this call did.
 bool claim_sleeper(Worker& w, IdleCount& idle) noexcept {
@@ -101,11 +110,12 @@ void Scheduler::wake_all() noexcept {
 void Scheduler::park(Worker& w) {
   w.park_state.store(kSleeping, std::memory_order_seq_cst);     // S1
   idle_.sleepers.fetch_add(1, std::memory_order_seq_cst);      // S2
-  heavy_barrier();                                              // S3
-  if (work_visible() || stopping_.load(std::memory_order_seq_cst)) {  // S4
+  const bool barrier_held = heavy_barrier();                    // S3
+  if (!barrier_held || work_visible() || stopping_.load(std::memory_order_seq_cst)) {  // S4
     if (w.park_state.exchange(kAwake, std::memory_order_acq_rel) == kSleeping)
       idle_.sleepers.fetch_sub(1, std::memory_order_relaxed);
     // else a waker already took us off the count; its wake-up is spent on this work.
+    if (!barrier_held) std::this_thread::sleep_for(kBarrierFailureNap);
     return;
   }
   bump(w.counters.parks);

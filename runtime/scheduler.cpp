@@ -54,6 +54,8 @@ Scheduler::Scheduler(const RuntimeOptions& options) {
 
 Scheduler::~Scheduler() {
   stopping_.store(true, std::memory_order_seq_cst);
+  // Orders the store before wake_all()'s loads of park_state (Dekker with park()'s S1/S4).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   wake_all();
   for (std::thread& t : threads_) t.join();
 }
@@ -130,10 +132,14 @@ bool Scheduler::work_visible() const {
 }
 
 void Scheduler::inject(std::coroutine_handle<> h) {
-  injected_.push(h.address());
-  // Pairs with the parking protocol (parking.cpp): publish, full fence, check for sleepers.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (idle_.sleepers.load(std::memory_order_relaxed) != 0) wake_one(nullptr);
+  // The wake-up happens inside the queue's critical section: until it ends no worker can
+  // take `h`, so `h` cannot run, finish, and let ~Runtime free this scheduler while a thread
+  // from outside is still in here.
+  injected_.push_and(h.address(), [this] {
+    // Pairs with the parking protocol (parking.cpp): publish, full fence, check for sleepers.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (idle_.sleepers.load(std::memory_order_relaxed) != 0) wake_one(nullptr);
+  });
 }
 
 void schedule(Scheduler& s, std::coroutine_handle<> h) {

@@ -83,6 +83,9 @@ bool CancelState::cancel() noexcept {
   // Release: a check that sees the new epoch sees our flag (see is_cancelled()).
   g_cancel_epoch.fetch_add(1, std::memory_order_release);
   Slow& s = slow();
+  // The token mirror first: any callback below may read this scope's token, which must then
+  // read cancelled. Its own node in the list becomes a no-op.
+  if (SharedCancelState* m = s.mirror.load(std::memory_order_acquire)) m->state().cancel();
   s.lock.lock();
   s.closed = true;
   while (CancelCallbackNode* node = s.callbacks) {

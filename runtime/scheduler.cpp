@@ -9,6 +9,7 @@
 #include <string>
 
 #include "weft/detail/join_state.hpp"
+#include "weft/task.hpp"
 
 namespace weft::detail {
 namespace {
@@ -83,6 +84,8 @@ void Scheduler::run_worker(Worker& w) {
   while (void* item = find_work(w)) {
     bump(w.counters.tasks_run);
     std::coroutine_handle<>::from_address(item).resume();
+    // No task runs on this thread until the next resume: its scope may be gone.
+    tl_current_scope = nullptr;
     // Control is back in the loop: no gather on this worker is running inline any more.
     settle_open_joins(w);
   }
@@ -179,9 +182,25 @@ void Scheduler::remove_root(RootStateBase& root) noexcept {
 }
 
 void Scheduler::cancel_roots_and_wait() {
+  // Cancelling runs callbacks (user code, wake-ups) that may submit or finish roots, which
+  // takes roots_mutex_: so collect the roots under the lock, each with a reference that keeps
+  // it alive, and cancel them outside it.
+  std::vector<RootStateBase*> live;
+  {
+    std::lock_guard<std::mutex> lock(roots_mutex_);
+    closing_ = true;
+    for (RootStateBase* r = roots_; r != nullptr; r = r->next) {
+      r->refs.fetch_add(1, std::memory_order_relaxed);  // we hold the list's view of it
+      live.push_back(r);
+    }
+  }
+  for (RootStateBase* r : live) {
+    // A root that has ended but not yet left the list has nothing left to cancel (its
+    // token keeps its state).
+    if (!r->is_done()) r->cancel.cancel();
+    r->release();
+  }
   std::unique_lock<std::mutex> lock(roots_mutex_);
-  closing_ = true;
-  for (RootStateBase* r = roots_; r != nullptr; r = r->next) r->cancel.cancel();
   roots_done_.wait(lock, [&] { return live_roots_ == 0; });
 }
 

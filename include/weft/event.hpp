@@ -4,7 +4,7 @@
 //   ... co_await ready.wait();   // parks without holding a worker until set() or cancellation
 //   ready.set();                 // from any thread: wakes every waiter
 //
-// wait() returns at once when the event is set. A waiting task whose scope is cancelled is
+// wait() returns at once when the event is set (Cancelled if the task is cancelled). A waiting task whose scope is cancelled is
 // woken by the cancellation itself and the wait throws Cancelled; it leaves the queue, so a
 // later set() does not touch it.
 #pragma once
@@ -34,7 +34,9 @@ class Event {
   class Awaiter {
    public:
     explicit Awaiter(Event& e) : event_(e) {}
-    bool await_ready() const { return event_.is_set(); }
+    // Always goes through await_suspend, which learns the task's scope: a cancelled task
+    // gets Cancelled even from a set event (every suspension point checks).
+    bool await_ready() const noexcept { return false; }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
       if (!waiter_.begin(h, &Event::leave, &event_)) return false;

@@ -135,9 +135,11 @@ class Future {
   }
 
   // Requests cancellation of the task: it sees Cancelled at its next weft suspension point
-  // (or never starts). Returns at once; get() then reports how the task ended.
+  // (or never starts). Returns at once; get() then reports how the task ended. No effect once
+  // the task has ended.
   void cancel() {
-    if (state_ != nullptr) state_->cancel.cancel();
+    // A task that has ended has nothing left to cancel (its token keeps its state).
+    if (state_ != nullptr && !state_->is_done()) state_->cancel.cancel();
   }
 
  private:

@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -42,13 +43,26 @@ inline benchmark::internal::Benchmark* sweep_workers(benchmark::internal::Benchm
   return b;
 }
 
-// A counter that reports "nanoseconds per unit" when `units` units of work are done per
-// iteration: rate (units per second, scaled by 1e-9) inverted. Uses the benchmark's own
-// timing (real time under UseRealTime()).
-inline benchmark::Counter ns_per(double units) {
-  return benchmark::Counter(units * 1e-9,
-                            benchmark::Counter::kIsIterationInvariantRate |
-                                benchmark::Counter::kInvert);
+// Wall time of a benchmark's timed loop, measured around it (for loops without paused
+// sections): counters such as ns_per_task are computed from it, so that they read as plain
+// nanoseconds in every output format.
+class Stopwatch {
+ public:
+  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
+  double elapsed_ns() const {
+    return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start_)
+        .count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Sets counter `name` to loop_ns / (units per iteration * iterations).
+inline void set_ns_per(benchmark::State& state, const char* name, double loop_ns,
+                       double units_per_iteration) {
+  const double units = units_per_iteration * static_cast<double>(state.iterations());
+  if (units > 0) state.counters[name] = loop_ns / units;
 }
 
 inline void cpu_relax() noexcept {

@@ -48,6 +48,14 @@ using weft::Task;
 using weft::safe_gather;
 using weft_bench::runtime_for;
 
+// Hides a constant from the optimiser, so that the serial versions are not computed at
+// compile time.
+template <class T>
+T opaque(T v) {
+  benchmark::DoNotOptimize(v);
+  return v;
+}
+
 // ---------------------------------------------------------------------------------------------
 // fib
 // ---------------------------------------------------------------------------------------------
@@ -77,11 +85,11 @@ struct Fib {
     tg.wait();
     return a + b;
   }
-  static long tbb() { return tbb_rec(n); }
+  static long tbb() { return tbb_rec(opaque(n)); }
 #endif
 
-  static long serial() { return serial_rec(n); }
-  static Task<long> weft() { return weft_rec(n); }
+  static long serial() { return serial_rec(opaque(n)); }
+  static Task<long> weft() { return weft_rec(opaque(n)); }
   static double tasks() { return static_cast<double>(calls(n)); }
   static bool check(long r) { return r == 832040; }
 };
@@ -121,11 +129,11 @@ struct Skynet {
     for (long v : r) sum += v;
     return sum;
   }
-  static long tbb() { return tbb_rec(0, leaves); }
+  static long tbb() { return tbb_rec(0, opaque(leaves)); }
 #endif
 
-  static long serial() { return serial_rec(0, leaves); }
-  static Task<long> weft() { return weft_rec(0, leaves); }
+  static long serial() { return serial_rec(0, opaque(leaves)); }
+  static Task<long> weft() { return weft_rec(0, opaque(leaves)); }
   static double tasks() {
     long t = 0;
     for (long level = 1; level <= leaves; level *= 10) t += level;
@@ -211,38 +219,43 @@ struct NQueens {
     for (long v : r) sum += v;
     return sum;
   }
-  static long tbb() { return tbb_rec(0, 0, 0, 0); }
+  static long tbb() { return tbb_rec(0, opaque(0u), 0, 0); }
 #endif
 
-  static long serial() { return serial_rec(0, 0, 0, 0); }
-  static Task<long> weft() { return weft_rec(0, 0, 0, 0); }
+  static long serial() { return serial_rec(0, opaque(0u), 0, 0); }
+  static Task<long> weft() { return weft_rec(0, opaque(0u), 0, 0); }
   static double tasks() { return static_cast<double>(count_calls(0, 0, 0, 0)); }
   static bool check(long r) { return r == 2680; }  // solutions of 11 queens
 };
 
 // ---------------------------------------------------------------------------------------------
-// matmul: C += A*B, 512x512 row-major doubles, recursive quadrant split down to 64x64 leaves.
-// Inputs are small integers, so every summation order gives the exact same result.
+// matmul: C += A*B, 512x512 row-major doubles, recursive quadrant split down to 64x64 leaves,
+// two phases of four independent products per level (the four quadrants of C in parallel).
+// Rows are padded to 520 doubles so that a block's rows do not all fall in the same cache
+// sets. Inputs are small integers, so every summation order gives exactly the same result;
+// C is not cleared between runs, and after k runs it must equal k * A*B exactly.
 // ---------------------------------------------------------------------------------------------
 struct MatMul {
   static constexpr const char* name = "matmul";
   static constexpr int size = 512;
+  static constexpr int ld = size + 8;
   static constexpr int leaf = 64;
   using result_type = int;
 
   struct Matrices {
     std::vector<double> a, b, c, expected;
-    Matrices() : a(size * size), b(size * size), c(size * size, 0.0), expected(size * size, 0.0) {
+    long runs = 0;  // products accumulated into c since the last reset()
+    Matrices() : a(size * ld), b(size * ld), c(size * ld, 0.0), expected(size * ld, 0.0) {
       for (int i = 0; i < size; ++i)
         for (int j = 0; j < size; ++j) {
-          a[i * size + j] = static_cast<double>((i * 7 + j * 3) % 4);
-          b[i * size + j] = static_cast<double>((i * 5 + j * 11) % 3);
+          a[i * ld + j] = static_cast<double>((i * 7 + j * 3) % 4);
+          b[i * ld + j] = static_cast<double>((i * 5 + j * 11) % 3);
         }
       // Reference: the naive triple loop.
       for (int i = 0; i < size; ++i)
         for (int k = 0; k < size; ++k) {
-          const double aik = a[i * size + k];
-          for (int j = 0; j < size; ++j) expected[i * size + j] += aik * b[k * size + j];
+          const double aik = a[i * ld + k];
+          for (int j = 0; j < size; ++j) expected[i * ld + j] += aik * b[k * ld + j];
         }
     }
   };
@@ -255,23 +268,23 @@ struct MatMul {
                      int nn) {
     for (int i = 0; i < nn; ++i)
       for (int k = 0; k < nn; ++k) {
-        const double aik = a[i * size + k];
-        for (int j = 0; j < nn; ++j) c[i * size + j] += aik * b[k * size + j];
+        const double aik = a[i * ld + k];
+        for (int j = 0; j < nn; ++j) c[i * ld + j] += aik * b[k * ld + j];
       }
   }
-  // Quadrant (r, col) of an nn x nn block at p.
+  // Quadrant (r, col) of the nn x nn block at p.
   static const double* q(const double* p, int nn, int r, int col) {
-    return p + (r * size + col) * (nn / 2);
+    return p + (r * ld + col) * (nn / 2);
   }
-  static double* q(double* p, int nn, int r, int col) { return p + (r * size + col) * (nn / 2); }
+  static double* q(double* p, int nn, int r, int col) { return p + (r * ld + col) * (nn / 2); }
 
   static void serial_rec(const double* a, const double* b, double* c, int nn) {
     if (nn <= leaf) return kernel(a, b, c, nn);
     const int h = nn / 2;
-    for (int phase = 0; phase < 2; ++phase)
+    for (int p = 0; p < 2; ++p)
       for (int r = 0; r < 2; ++r)
         for (int col = 0; col < 2; ++col)
-          serial_rec(q(a, nn, r, phase), q(b, nn, phase, col), q(c, nn, r, col), h);
+          serial_rec(q(a, nn, r, p), q(b, nn, p, col), q(c, nn, r, col), h);
   }
   static long count_calls(int nn) { return nn <= leaf ? 1 : 1 + 8 * count_calls(nn / 2); }
 
@@ -289,7 +302,8 @@ struct MatMul {
     }
   }
   static Task<int> weft_root() {
-    co_await weft_rec(m().a.data(), m().b.data(), m().c.data(), size);
+    ++m().runs;
+    co_await weft_rec(m().a.data(), m().b.data(), m().c.data(), opaque(size));
     co_return 0;
   }
 
@@ -307,94 +321,115 @@ struct MatMul {
     }
   }
   static int tbb() {
-    tbb_rec(m().a.data(), m().b.data(), m().c.data(), size);
+    ++m().runs;
+    tbb_rec(m().a.data(), m().b.data(), m().c.data(), opaque(size));
     return 0;
   }
 #endif
 
   static int serial() {
-    serial_rec(m().a.data(), m().b.data(), m().c.data(), size);
+    ++m().runs;
+    serial_rec(m().a.data(), m().b.data(), m().c.data(), opaque(size));
     return 0;
   }
   static Task<int> weft() { return weft_root(); }
   static double tasks() { return static_cast<double>(count_calls(size)); }
-  // Called untimed before each run: C = 0.
-  static void reset() { std::fill(m().c.begin(), m().c.end(), 0.0); }
-  static bool check(int) { return m().c == m().expected; }
+  static void reset() {
+    std::fill(m().c.begin(), m().c.end(), 0.0);
+    m().runs = 0;
+  }
+  static bool check(int r) { return r == 0; }
+  static bool final_check() {
+    const Matrices& mm = m();
+    const double k = static_cast<double>(mm.runs);
+    for (int i = 0; i < size; ++i)
+      for (int j = 0; j < size; ++j)
+        if (mm.c[i * ld + j] != k * mm.expected[i * ld + j]) return false;
+    return true;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
 // Drivers
 // ---------------------------------------------------------------------------------------------
 template <class W>
-constexpr bool needs_reset = requires { W::reset(); };
-
+void reset() {
+  if constexpr (requires { W::reset(); }) W::reset();
+}
 template <class W>
-bool prepare_and_check(benchmark::State& state, typename W::result_type r) {
-  if constexpr (needs_reset<W>) {
-    state.PauseTiming();
-    const bool ok = W::check(r);
-    W::reset();
-    state.ResumeTiming();
-    return ok;
-  } else {
-    return W::check(r);
+bool final_check() {
+  if constexpr (requires { W::final_check(); }) return W::final_check();
+  return true;
+}
+
+void set_common_counters(benchmark::State& state, double tasks, double loop_ns) {
+  state.counters["tasks"] = tasks;
+  weft_bench::set_ns_per(state, "ns_per_task", loop_ns, tasks);
+}
+
+// Runs `once()` (returning the workload's result) untimed to check and warm up, then in the
+// timed loop; checks every result, and the accumulated state at the end.
+template <class W, class Once>
+bool timed_loop(benchmark::State& state, const char* who, Once once, double& loop_ns) {
+  reset<W>();
+  if (!W::check(once()) || !final_check<W>()) {
+    state.SkipWithError((std::string(who) + ": wrong result in the warm-up run").c_str());
+    return false;
   }
-}
-
-template <class W>
-void reset_untimed() {
-  if constexpr (needs_reset<W>) W::reset();
-}
-
-template <class W>
-void set_common_counters(benchmark::State& state, double tasks) {
-  state.counters["tasks"] = benchmark::Counter(tasks);
-  state.counters["ns_per_task"] = weft_bench::ns_per(tasks);
+  reset<W>();
+  bool ok = true;
+  const weft_bench::Stopwatch watch;
+  for (auto _ : state) {
+    auto r = once();
+    benchmark::DoNotOptimize(r);
+    if (!W::check(r)) {
+      ok = false;
+      break;
+    }
+  }
+  loop_ns = watch.elapsed_ns();
+  if (ok && !final_check<W>()) ok = false;
+  if (!ok) state.SkipWithError((std::string(who) + ": wrong result").c_str());
+  return ok;
 }
 
 template <class W>
 void bm_serial(benchmark::State& state) {
-  const double tasks = W::tasks();
-  reset_untimed<W>();
-  if (!W::check(W::serial())) return state.SkipWithError("serial: wrong result");
-  reset_untimed<W>();
-  for (auto _ : state) {
-    auto r = W::serial();
-    benchmark::DoNotOptimize(r);
-    if (!prepare_and_check<W>(state, r)) {
-      state.SkipWithError("serial: wrong result");
-      break;
-    }
-  }
-  set_common_counters<W>(state, tasks);
+  double loop_ns = 0;
+  if (!timed_loop<W>(state, "serial", [] { return W::serial(); }, loop_ns)) return;
+  set_common_counters(state, W::tasks(), loop_ns);
 }
 
 template <class W>
 void bm_weft(benchmark::State& state) {
   const auto workers = static_cast<unsigned>(state.range(0));
   weft::Runtime& rt = runtime_for(workers);
-  const double tasks = W::tasks();
-  reset_untimed<W>();
-  if (!W::check(rt.block_on(W::weft()))) return state.SkipWithError("weft: wrong result");
-  reset_untimed<W>();
-  const weft::WorkerStats before = rt.stats().total();
-  const std::uint64_t heap_before = weft::detail::frame_heap_allocations();
-  for (auto _ : state) {
-    auto r = rt.block_on(W::weft());
-    if (!prepare_and_check<W>(state, r)) {
-      state.SkipWithError("weft: wrong result");
-      break;
-    }
-  }
+  // The warm-up run inside timed_loop fills the workers' frame caches; count from after it.
+  std::uint64_t heap_before = 0;
+  weft::WorkerStats before;
+  int runs = 0;
+  double loop_ns = 0;
+  const bool ok = timed_loop<W>(
+      state, "weft",
+      [&] {
+        if (++runs == 2) {  // the first timed run
+          heap_before = weft::detail::frame_heap_allocations();
+          before = rt.stats().total();
+        }
+        return rt.block_on(W::weft());
+      },
+      loop_ns);
+  if (!ok) return;
   const std::uint64_t heap_after = weft::detail::frame_heap_allocations();
   const weft::WorkerStats after = rt.stats().total();
+  const double tasks = W::tasks();
   const double total_tasks = tasks * static_cast<double>(state.iterations());
-  set_common_counters<W>(state, tasks);
+  set_common_counters(state, tasks, loop_ns);
   if (total_tasks > 0) {
     state.counters["heap_allocs_per_task"] =
         static_cast<double>(heap_after - heap_before) / total_tasks;
-    state.counters["steals_per_task"] = static_cast<double>(after.steals - before.steals) / total_tasks;
+    state.counters["steals_per_task"] =
+        static_cast<double>(after.steals - before.steals) / total_tasks;
   }
 }
 
@@ -411,22 +446,15 @@ tbb::task_arena& arena_for(unsigned workers) {
 
 template <class W>
 void bm_tbb(benchmark::State& state) {
-  const auto workers = static_cast<unsigned>(state.range(0));
-  tbb::task_arena& arena = arena_for(workers);
-  const double tasks = W::tasks();
-  typename W::result_type r{};
-  reset_untimed<W>();
-  arena.execute([&] { r = W::tbb(); });
-  if (!W::check(r)) return state.SkipWithError("tbb: wrong result");
-  reset_untimed<W>();
-  for (auto _ : state) {
+  tbb::task_arena& arena = arena_for(static_cast<unsigned>(state.range(0)));
+  double loop_ns = 0;
+  const auto once = [&] {
+    typename W::result_type r{};
     arena.execute([&] { r = W::tbb(); });
-    if (!prepare_and_check<W>(state, r)) {
-      state.SkipWithError("tbb: wrong result");
-      break;
-    }
-  }
-  set_common_counters<W>(state, tasks);
+    return r;
+  };
+  if (!timed_loop<W>(state, "tbb", once, loop_ns)) return;
+  set_common_counters(state, W::tasks(), loop_ns);
 }
 
 // oneTBB's workers keep spinning a little after their arena runs dry: let them go to sleep

@@ -19,12 +19,14 @@ CancelState::Slow& CancelState::slow() noexcept {
 
 void CancelState::release_slow() noexcept {
   Slow* s = slow_.load(std::memory_order_acquire);
+  // First leave the parent, waiting for a cancellation from above that is running our link
+  // (and so our cancel(), mirror included); only then may the mirror go.
+  // Acquire pairs with the release store of kLinked in materialize().
+  if (link_state_.load(std::memory_order_acquire) == kLinked) parent_->remove_callback(s->link);
   if (SharedCancelState* m = s->mirror.load(std::memory_order_acquire)) {
     remove_callback(m->mirror_link_);
     m->release();
   }
-  // Acquire pairs with the release store of kLinked in materialize().
-  if (link_state_.load(std::memory_order_acquire) == kLinked) parent_->remove_callback(s->link);
   delete s;
 }
 
@@ -77,16 +79,30 @@ bool CancelState::check_ancestors(std::uint64_t epoch) const noexcept {
   return false;
 }
 
-bool CancelState::cancel() noexcept {
+bool CancelState::mark() noexcept {
   // acq_rel: one winner; pairs with the acquire loads in check_ancestors().
   if (cancelled_.exchange(true, std::memory_order_acq_rel)) return false;
   // Release: a check that sees the new epoch sees our flag (see is_cancelled()).
   g_cancel_epoch.fetch_add(1, std::memory_order_release);
+  // Acquire pairs with the CAS that installed it (slow()).
+  Slow* s = slow_.load(std::memory_order_acquire);
+  if (s == nullptr) return true;
+  // Under our lock a linked child cannot unlink, so it is alive while we mark it. Locks nest
+  // parent before child only.
+  std::lock_guard<SpinLock> guard(s->lock);
+  if (SharedCancelState* m = s->mirror.load(std::memory_order_acquire)) m->state().mark();
+  for (CancelCallbackNode* node = s->callbacks; node != nullptr; node = node->next)
+    if (node->run == &cancel_linked_child) static_cast<LinkNode*>(node)->child->mark();
+  return true;
+}
+
+void CancelState::run_callbacks() noexcept {
   Slow& s = slow();
-  // The token mirror first: any callback below may read this scope's token, which must then
-  // read cancelled. Its own node in the list becomes a no-op.
-  if (SharedCancelState* m = s.mirror.load(std::memory_order_acquire)) m->state().cancel();
   s.lock.lock();
+  if (s.closed) {  // another thread runs (or ran) them
+    s.lock.unlock();
+    return;
+  }
   s.closed = true;
   while (CancelCallbackNode* node = s.callbacks) {
     s.callbacks = node->next;
@@ -101,7 +117,14 @@ bool CancelState::cancel() noexcept {
     s.running = nullptr;
   }
   s.lock.unlock();
-  return true;
+}
+
+bool CancelState::cancel() noexcept {
+  // Every flag below (linked scopes, token mirrors) is set before any callback runs, so a
+  // callback anywhere sees the whole subtree cancelled.
+  const bool first = mark();
+  run_callbacks();
+  return first;
 }
 
 bool CancelState::add_callback(CancelCallbackNode& node) noexcept {

@@ -1,5 +1,7 @@
-// weft/safe_gather.hpp: results in argument order, fail-fast error reporting, nesting, width,
-// depth, misuse (SPEC §5; sibling cancellation, return_exceptions and timeouts come later).
+// weft/safe_gather.hpp: results in argument order, fail-fast error reporting and sibling
+// cancellation, return_exceptions, the caller's cancellation, nesting, width, depth, misuse
+// (SPEC §5; timeouts come later).
+#include <weft/event.hpp>
 #include <weft/weft.hpp>
 
 #include <gtest/gtest.h>
@@ -10,8 +12,10 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -64,6 +68,21 @@ Task<void> busy(int awaits) {
 struct CountOnExit {
   std::atomic<int>& counter;
   ~CountOnExit() { counter.fetch_add(1, std::memory_order_acq_rel); }
+};
+
+// spin_until's hang guard for loops inside tasks: true, and a test failure, once a loop has run
+// for a minute. Not a timing assertion.
+class HangGuard {
+ public:
+  bool expired() {
+    if (std::chrono::steady_clock::now() < give_up_) return false;
+    ADD_FAILURE() << "condition not reached within 60 s";
+    return true;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point give_up_ =
+      std::chrono::steady_clock::now() + std::chrono::seconds(60);
 };
 
 // ----------------------------------------------------------------------------------------------
@@ -208,65 +227,89 @@ TEST(SafeGather, ASingleFailingTaskRethrowsItsException) {
 // ----------------------------------------------------------------------------------------------
 // Failures
 
-// Three tasks on two workers, arranged so that the last one fails first in time:
-//   - task 0 runs inline on the gathering worker W and holds it until task 1 has started;
-//   - W's other worker steals from the top of W's deque, oldest first: task 2, then task 1.
-//     Task 2 throws; only after it has ended does that worker take task 1, which throws too;
-//   - task 0 throws once task 1 has started.
-// So task 2's exception is the first in time, and the last in argument order.
+// Three tasks on two workers, arranged so that the last one fails first in time: task 2 throws
+// at once, while tasks 0 and 1 (if they start at all) work on checkpoints until they are
+// cancelled, and only then throw exceptions of their own. Their exceptions can only come after
+// task 2's, whose failure cancelled them; and task 1 may never start (a task whose scope is
+// cancelled before it starts never runs its body). So task 2's exception is the first in time,
+// and the last in argument order, on any schedule.
 struct FirstFailureScenario {
-  std::atomic<bool> task1_started{false};
+  std::atomic<int> started{0};
   std::atomic<int> finished{0};
+  std::atomic<int> saw_cancelled{0};
+  std::exception_ptr first_thrown;  // task 2's exception object, written before it fails
 
-  Task<int> task0() {
+  Task<int> fail_once_cancelled(int id) {
+    started.fetch_add(1);
     CountOnExit count{finished};
-    spin_until([&] { return task1_started.load(std::memory_order_acquire); });
-    throw TaskError(0);
-    co_return 0;
+    bool cancelled = false;
+    try {
+      HangGuard guard;
+      while (!guard.expired()) co_await weft::this_task::checkpoint();
+    } catch (const Cancelled&) {
+      cancelled = true;
+    }
+    if (cancelled) saw_cancelled.fetch_add(1);
+    throw TaskError(id);
   }
-  Task<int> task1() {
-    CountOnExit count{finished};
-    task1_started.store(true, std::memory_order_release);
-    throw TaskError(1);
-    co_return 1;
-  }
+  Task<int> task0() { return fail_once_cancelled(0); }
+  Task<int> task1() { return fail_once_cancelled(1); }
   Task<int> task2() {
+    started.fetch_add(1);
     CountOnExit count{finished};
-    throw TaskError(2);
+    try {
+      throw TaskError(2);
+    } catch (...) {
+      first_thrown = std::current_exception();
+      throw;
+    }
     co_return 2;
   }
 };
 
+struct FirstFailureSeen {
+  int id = -1;
+  bool same_object = false;  // the very object task 2 threw, not a copy or a wrapper
+  int started = -1;
+  int finished_when_caught = -1;
+  int saw_cancelled = -1;
+};
+
+FirstFailureSeen first_failure_seen(FirstFailureScenario& s, const TaskError& e) {
+  FirstFailureSeen seen;
+  seen.id = e.id;
+  seen.same_object = std::current_exception() == s.first_thrown;
+  seen.started = s.started.load();
+  seen.finished_when_caught = s.finished.load();
+  seen.saw_cancelled = s.saw_cancelled.load();
+  return seen;
+}
+
 TEST(SafeGather, TheFirstExceptionInTimeIsRethrownAsItself) {
   Runtime rt({.workers = 2});
   FirstFailureScenario s;
-  struct Outcome {
-    int id = -1;
-    int finished_when_caught = -1;
-  };
-  const Outcome o = rt.block_on([](FirstFailureScenario& s) -> Task<Outcome> {
-    Outcome o;
+  const FirstFailureSeen seen = rt.block_on([](FirstFailureScenario& s) -> Task<FirstFailureSeen> {
+    FirstFailureSeen seen;
     try {
       co_await safe_gather(s.task0(), s.task1(), s.task2());
     } catch (const TaskError& e) {  // the exception's own type, not a wrapper
-      o.id = e.id;
-      o.finished_when_caught = s.finished.load();
+      seen = first_failure_seen(s, e);
     }
-    co_return o;
+    co_return seen;
   }(s));
-  EXPECT_EQ(o.id, 2);
-  EXPECT_EQ(o.finished_when_caught, 3) << "the gather returned before every task had finished";
+  EXPECT_EQ(seen.id, 2);
+  EXPECT_TRUE(seen.same_object) << "the first exception was not rethrown as itself";
+  EXPECT_GE(seen.started, 2) << "task 0 runs inline and task 2 must have run";
+  EXPECT_EQ(seen.finished_when_caught, seen.started)
+      << "the gather returned before every task it started had finished";
+  EXPECT_EQ(seen.saw_cancelled, seen.started - 1) << "every started sibling sees Cancelled";
 }
 
 TEST(SafeGather, TheFirstExceptionInTimeIsRethrownFromAVectorGather) {
   Runtime rt({.workers = 2});
   FirstFailureScenario s;
-  struct Outcome {
-    int id = -1;
-    int finished_when_caught = -1;
-  };
-  const Outcome o = rt.block_on([](FirstFailureScenario& s) -> Task<Outcome> {
-    Outcome o;
+  const FirstFailureSeen seen = rt.block_on([](FirstFailureScenario& s) -> Task<FirstFailureSeen> {
+    FirstFailureSeen seen;
     std::vector<Task<int>> tasks;
     tasks.push_back(s.task0());
     tasks.push_back(s.task1());
@@ -274,67 +317,84 @@ TEST(SafeGather, TheFirstExceptionInTimeIsRethrownFromAVectorGather) {
     try {
       co_await safe_gather(std::move(tasks));
     } catch (const TaskError& e) {
-      o.id = e.id;
-      o.finished_when_caught = s.finished.load();
+      seen = first_failure_seen(s, e);
     }
-    co_return o;
+    co_return seen;
   }(s));
-  EXPECT_EQ(o.id, 2);
-  EXPECT_EQ(o.finished_when_caught, 3);
+  EXPECT_EQ(seen.id, 2);
+  EXPECT_TRUE(seen.same_object);
+  EXPECT_GE(seen.started, 2);
+  EXPECT_EQ(seen.finished_when_caught, seen.started);
+  EXPECT_EQ(seen.saw_cancelled, seen.started - 1);
 }
 
+// On one worker the tasks run in argument order: task 0 succeeds, task 1 fails and cancels the
+// rest, so tasks 2 and 3 never run their bodies, and task 3's failure never happens.
 TEST(SafeGather, OnOneWorkerTheFirstFailureIsTheFirstToRun) {
   Runtime rt({.workers = 1});
-  std::atomic<int> finished{0};
-  auto fail = [](std::atomic<int>& finished, int id) -> Task<int> {
-    CountOnExit count{finished};
+  struct Shared {
+    std::atomic<int> finished{0};
+    std::atomic<unsigned> ran{0};  // bit i: task i entered its body
+  } s;
+  auto fail = [](Shared& s, int id) -> Task<int> {
+    s.ran.fetch_or(1u << id);
+    CountOnExit count{s.finished};
     throw TaskError(id);
     co_return id;
   };
-  auto succeed = [](std::atomic<int>& finished, int id) -> Task<int> {
-    CountOnExit count{finished};
+  auto succeed = [](Shared& s, int id) -> Task<int> {
+    s.ran.fetch_or(1u << id);
+    CountOnExit count{s.finished};
     co_await busy(10);
     co_return id;
   };
   try {
-    rt.block_on([](std::atomic<int>& finished, auto fail, auto succeed) -> Task<void> {
-      co_await safe_gather(succeed(finished, 0), fail(finished, 1), succeed(finished, 2),
-                           fail(finished, 3));
-    }(finished, fail, succeed));
+    rt.block_on([](Shared& s, auto fail, auto succeed) -> Task<void> {
+      co_await safe_gather(succeed(s, 0), fail(s, 1), succeed(s, 2), fail(s, 3));
+    }(s, fail, succeed));
     FAIL() << "no exception";
   } catch (const TaskError& e) {
     EXPECT_EQ(e.id, 1);
   }
-  EXPECT_EQ(finished.load(), 4);
+  EXPECT_EQ(s.ran.load(), 0b0011u) << "a task started after its gather had failed";
+  EXPECT_EQ(s.finished.load(), 2);
 }
 
 TEST(SafeGather, AnExceptionIsRethrownOnlyAfterEveryTaskFinished) {
   Runtime rt({.workers = 2});
   struct Shared {
     std::atomic<bool> slow_started{false};
-    std::atomic<bool> thrown{false};
+    std::atomic<bool> slow_saw_cancelled{false};
     std::atomic<bool> slow_finished{false};
     std::atomic<int> finished{0};
   } s;
-  // Task 0 runs inline; task 1 is stolen by the other worker and is still working when task 0
-  // fails.
+  // Task 0 runs inline; task 1 is stolen by the other worker and is still working (on
+  // checkpoints) when task 0 fails. Cancelled, it cleans up at length before it ends.
   auto thrower = [](Shared& s) -> Task<int> {
     CountOnExit count{s.finished};
     spin_until([&] { return s.slow_started.load(std::memory_order_acquire); });
-    s.thrown.store(true, std::memory_order_release);
     throw TaskError(0);
     co_return 0;
   };
   auto slow = [](Shared& s) -> Task<int> {
     CountOnExit count{s.finished};
     s.slow_started.store(true, std::memory_order_release);
-    spin_until([&] { return s.thrown.load(std::memory_order_acquire); });
-    co_await busy(2000);
-    s.slow_finished.store(true, std::memory_order_release);
+    try {
+      HangGuard guard;
+      while (!guard.expired()) co_await weft::this_task::checkpoint();
+    } catch (const Cancelled&) {
+      s.slow_saw_cancelled.store(true);
+      // Cleanup that takes a while and does not suspend.
+      volatile std::uint64_t sink = 0;
+      for (std::uint64_t i = 0; i < 2'000'000; ++i) sink = sink + i;
+      s.slow_finished.store(true, std::memory_order_release);
+      throw;
+    }
     co_return 1;
   };
   struct Seen {
     int id = -1;
+    bool slow_saw_cancelled = false;
     bool slow_finished = false;
     int finished = -1;
   };
@@ -344,14 +404,88 @@ TEST(SafeGather, AnExceptionIsRethrownOnlyAfterEveryTaskFinished) {
       co_await safe_gather(thrower(s), slow(s), value_of(2), busy(100));
     } catch (const TaskError& e) {
       seen.id = e.id;
+      seen.slow_saw_cancelled = s.slow_saw_cancelled.load();
       seen.slow_finished = s.slow_finished.load(std::memory_order_acquire);
       seen.finished = s.finished.load();
     }
     co_return seen;
   }(s, thrower, slow));
   EXPECT_EQ(seen.id, 0);
+  EXPECT_TRUE(seen.slow_saw_cancelled) << "the failure did not cancel the running sibling";
   EXPECT_TRUE(seen.slow_finished) << "the gather returned while a task was still running";
   EXPECT_EQ(seen.finished, 2);
+}
+
+// A sibling parked in a wait (not at a checkpoint) is woken by the failure's cancellation.
+TEST(SafeGather, AFailureWakesAndCancelsASiblingParkedOnAnEvent) {
+  weft::Event never_set;
+  Runtime rt({.workers = 2});
+  std::atomic<bool> waiting{false};
+  std::atomic<bool> saw_cancelled{false};
+  auto waiter = [](weft::Event& e, std::atomic<bool>& waiting,
+                   std::atomic<bool>& saw_cancelled) -> Task<void> {
+    waiting.store(true);
+    try {
+      co_await e.wait();
+    } catch (const Cancelled&) {
+      saw_cancelled.store(true);
+      throw;
+    }
+  };
+  auto thrower = [](std::atomic<bool>& waiting) -> Task<void> {
+    HangGuard guard;
+    while (!waiting.load() && !guard.expired()) co_await weft::this_task::yield();
+    throw TaskError(1);
+  };
+  try {
+    rt.block_on([](weft::Event& e, std::atomic<bool>& waiting, std::atomic<bool>& saw_cancelled,
+                   auto waiter, auto thrower) -> Task<void> {
+      co_await safe_gather(waiter(e, waiting, saw_cancelled), thrower(waiting));
+    }(never_set, waiting, saw_cancelled, waiter, thrower));
+    FAIL() << "no exception";
+  } catch (const TaskError& e) {
+    EXPECT_EQ(e.id, 1);
+  }
+  EXPECT_TRUE(saw_cancelled.load());
+}
+
+// A task that fails in a nested gather cancels its siblings there, and the failure propagating
+// out of the inner gather cancels the outer siblings too.
+TEST(SafeGather, AFailureInANestedGatherCancelsTheOuterSiblings) {
+  Runtime rt({.workers = 2});
+  std::atomic<int> cancelled{0};
+  auto worker = [](std::atomic<int>& cancelled) -> Task<int> {
+    try {
+      HangGuard guard;
+      while (!guard.expired()) co_await weft::this_task::yield();
+    } catch (const Cancelled&) {
+      cancelled.fetch_add(1);
+      throw;
+    }
+    co_return 0;
+  };
+  auto failing = []() -> Task<int> {
+    co_await weft::this_task::yield();
+    throw TaskError(7);
+  };
+  auto inner = [](std::atomic<int>& cancelled, auto worker, auto failing) -> Task<int> {
+    auto [a, b] = co_await safe_gather(worker(cancelled), failing());
+    co_return a + b;
+  };
+  try {
+    rt.block_on([](std::atomic<int>& cancelled, auto worker, auto failing,
+                   auto inner) -> Task<void> {
+      co_await safe_gather(worker(cancelled), inner(cancelled, worker, failing),
+                           worker(cancelled));
+    }(cancelled, worker, failing, inner));
+    FAIL() << "no exception";
+  } catch (const TaskError& e) {
+    EXPECT_EQ(e.id, 7);
+  }
+  // Each worker either saw Cancelled or never started; at least the inner sibling and the
+  // inline outer task started (they yield, so every task gets to start on two workers).
+  EXPECT_GE(cancelled.load(), 1);
+  EXPECT_LE(cancelled.load(), 3);
 }
 
 TEST(SafeGather, AFailureInANestedGatherPropagatesOutwards) {
@@ -611,6 +745,370 @@ TEST(SafeGather, AGatherInAnAlreadyCancelledTaskThrowsCancelledWithoutStartingAn
   cancel_requested.store(true);
   EXPECT_THROW(f.get(), Cancelled);
   EXPECT_FALSE(child_ran.load());
+}
+
+// ----------------------------------------------------------------------------------------------
+// return_exceptions
+
+// Succeeds after passing through checkpoints, a yield and an await: it would see Cancelled at
+// any of them if its gather had been cancelled.
+Task<int> value_after_suspension_points(int v) {
+  co_await weft::this_task::checkpoint();
+  co_await weft::this_task::yield();
+  const int w = co_await value_of(v);
+  co_await weft::this_task::checkpoint();
+  co_return w;
+}
+
+Task<void> flag_after_suspension_points(std::atomic<bool>& flag) {
+  co_await weft::this_task::checkpoint();
+  co_await weft::this_task::yield();
+  co_await busy(3);
+  co_await weft::this_task::checkpoint();
+  flag.store(true);
+}
+
+Task<int> throws_int(int id) {
+  throw TaskError(id);
+  co_return id;
+}
+
+Task<void> throws_void(int id) {
+  throw TaskError(id);
+  co_return;
+}
+
+// The id of the TaskError in `e`; -2 for anything else.
+int error_id(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const TaskError& t) {
+    return t.id;
+  } catch (...) {
+    return -2;
+  }
+}
+
+// On one worker the tasks run in argument order, so every success below runs after the first
+// failure: with return_exceptions that failure cancels nothing.
+TEST(SafeGather, ReturnExceptionsReturnsEveryOutcomeOfAVariadicGatherAndCancelsNothing) {
+  Runtime rt({.workers = 1});
+  std::atomic<bool> void_ran{false};
+  using Result = std::tuple<weft::Outcome<int>, weft::Outcome<int>, weft::Outcome<void>,
+                            weft::Outcome<void>, weft::Outcome<std::string>>;
+  Result r = rt.block_on([](std::atomic<bool>& void_ran) -> Task<Result> {
+    auto r = co_await safe_gather(weft::return_exceptions, throws_int(1),
+                                  value_after_suspension_points(2), throws_void(3),
+                                  flag_after_suspension_points(void_ran), text("four"));
+    static_assert(std::is_same_v<decltype(r), Result>);
+    co_return r;
+  }(void_ran));
+  ASSERT_TRUE(std::get<0>(r).has_exception());
+  EXPECT_EQ(error_id(std::get<0>(r).exception()), 1);
+  EXPECT_FALSE(std::get<0>(r).is_cancelled());
+  ASSERT_TRUE(std::get<1>(r).has_value()) << "a failure cancelled a sibling";
+  EXPECT_EQ(std::get<1>(r).value(), 2);
+  ASSERT_TRUE(std::get<2>(r).has_exception());
+  EXPECT_EQ(error_id(std::get<2>(r).exception()), 3);
+  ASSERT_TRUE(std::get<3>(r).has_value()) << "a failure cancelled a sibling";
+  static_assert(std::is_same_v<decltype(std::get<3>(r).value()), std::monostate&>);
+  EXPECT_TRUE(void_ran.load());
+  ASSERT_TRUE(std::get<4>(r).has_value());
+  EXPECT_EQ(std::get<4>(r).value(), "four");
+}
+
+TEST(SafeGather, ReturnExceptionsReturnsEveryOutcomeOfAVectorGatherInArgumentOrder) {
+  Runtime rt({.workers = 2});
+  constexpr int kTasks = 10;
+  std::atomic<int> failed{0};
+  // Even tasks fail; odd ones go on through suspension points after every failure happened.
+  auto task = [](std::atomic<int>& failed, int i) -> Task<int> {
+    if (i % 2 == 0) {
+      failed.fetch_add(1);
+      throw TaskError(i);
+    }
+    HangGuard guard;
+    while (failed.load() < kTasks / 2 && !guard.expired()) co_await weft::this_task::yield();
+    const int v = co_await value_after_suspension_points(i * 10);
+    co_return v;
+  };
+  const std::vector<weft::Outcome<int>> r =
+      rt.block_on([](std::atomic<int>& failed, auto task) -> Task<std::vector<weft::Outcome<int>>> {
+        std::vector<Task<int>> tasks;
+        for (int i = 0; i < kTasks; ++i) tasks.push_back(task(failed, i));
+        co_return co_await safe_gather(weft::return_exceptions, std::move(tasks));
+      }(failed, task));
+  ASSERT_EQ(r.size(), static_cast<std::size_t>(kTasks));
+  for (int i = 0; i < kTasks; ++i) {
+    if (i % 2 == 0) {
+      ASSERT_TRUE(r[i].has_exception()) << i;
+      EXPECT_EQ(error_id(r[i].exception()), i);
+    } else {
+      ASSERT_TRUE(r[i].has_value()) << "task " << i << " did not return its value";
+      EXPECT_EQ(r[i].value(), i * 10);
+    }
+  }
+}
+
+TEST(SafeGather, ReturnExceptionsReturnsEveryOutcomeOfAVectorOfVoidTasks) {
+  Runtime rt({.workers = 1});
+  std::vector<std::atomic<bool>> ran(6);
+  const std::vector<weft::Outcome<void>> r = rt.block_on(
+      [](std::vector<std::atomic<bool>>& ran) -> Task<std::vector<weft::Outcome<void>>> {
+        std::vector<Task<void>> tasks;
+        for (int i = 0; i < 6; ++i)
+          tasks.push_back(i % 3 == 0 ? throws_void(i) : flag_after_suspension_points(ran[i]));
+        co_return co_await safe_gather(weft::return_exceptions, std::move(tasks));
+      }(ran));
+  ASSERT_EQ(r.size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    if (i % 3 == 0) {
+      ASSERT_TRUE(r[i].has_exception()) << i;
+      EXPECT_EQ(error_id(r[i].exception()), i);
+      EXPECT_FALSE(ran[i].load());
+    } else {
+      EXPECT_TRUE(r[i].has_value()) << "task " << i << " was cancelled by a failure";
+      EXPECT_TRUE(ran[i].load()) << i;
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// The caller's cancellation
+
+// Four children that work (yielding) until they are cancelled, gathered in one of four ways.
+struct CallerCancellation {
+  enum class Mode { Variadic, Vector, ReturnExceptionsVariadic, ReturnExceptionsVector };
+
+  std::atomic<int> started{0};
+  std::atomic<int> finished{0};
+  std::atomic<int> saw_cancelled{0};
+  std::atomic<int> finished_when_propagated{-1};
+  std::atomic<bool> gather_returned{false};
+
+  Task<int> child(int id) {
+    started.fetch_add(1);
+    CountOnExit count{finished};
+    try {
+      HangGuard guard;
+      while (!guard.expired()) co_await weft::this_task::yield();
+    } catch (const Cancelled&) {
+      saw_cancelled.fetch_add(1);
+      throw;
+    }
+    co_return id;
+  }
+
+  std::vector<Task<int>> children() {
+    std::vector<Task<int>> v;
+    for (int i = 0; i < 4; ++i) v.push_back(child(i));
+    return v;
+  }
+
+  Task<void> gather(Mode mode) {
+    try {
+      if (mode == Mode::Variadic) {
+        co_await safe_gather(child(0), child(1), child(2), child(3));
+      } else if (mode == Mode::Vector) {
+        co_await safe_gather(children());
+      } else if (mode == Mode::ReturnExceptionsVariadic) {
+        co_await safe_gather(weft::return_exceptions, child(0), child(1), child(2), child(3));
+      } else {
+        co_await safe_gather(weft::return_exceptions, children());
+      }
+      gather_returned.store(true);
+    } catch (const Cancelled&) {
+      finished_when_propagated.store(finished.load());
+      throw;
+    }
+  }
+};
+
+TEST(SafeGather, CancellingTheCallerCancelsAndAwaitsEveryTaskThenCancelledPropagatesInEveryMode) {
+  using Mode = CallerCancellation::Mode;
+  for (Mode mode : {Mode::Variadic, Mode::Vector, Mode::ReturnExceptionsVariadic,
+                    Mode::ReturnExceptionsVector}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    CallerCancellation s;
+    Runtime rt({.workers = 2});
+    Future<void> f = rt.submit(s.gather(mode));
+    ASSERT_TRUE(spin_until([&] { return s.started.load() == 4; }));
+    f.cancel();
+    EXPECT_THROW(f.get(), Cancelled);
+    EXPECT_EQ(s.finished_when_propagated.load(), 4)
+        << "Cancelled propagated before every task had finished";
+    EXPECT_EQ(s.saw_cancelled.load(), 4);
+    EXPECT_FALSE(s.gather_returned.load()) << "the gather returned normally to a cancelled caller";
+  }
+}
+
+TEST(SafeGather, EveryFormOfGatherInAnAlreadyCancelledTaskStartsNothing) {
+  struct Shared {
+    std::atomic<bool> waiting{false};
+    std::atomic<bool> cancel_requested{false};
+    std::atomic<bool> child_ran{false};
+    std::atomic<int> threw{0};
+  } s;
+  Runtime rt({.workers = 2});
+  Future<void> f = rt.submit([](Shared& s) -> Task<void> {
+    s.waiting.store(true);
+    spin_until([&] { return s.cancel_requested.load(); });
+    try {
+      co_await safe_gather(weft::return_exceptions, set_flag(s.child_ran), set_flag(s.child_ran));
+    } catch (const Cancelled&) {
+      s.threw.fetch_add(1);
+    }
+    try {
+      std::vector<Task<void>> tasks;
+      tasks.push_back(set_flag(s.child_ran));
+      tasks.push_back(set_flag(s.child_ran));
+      co_await safe_gather(std::move(tasks));
+    } catch (const Cancelled&) {
+      s.threw.fetch_add(1);
+    }
+    try {
+      std::vector<Task<void>> tasks;
+      tasks.push_back(set_flag(s.child_ran));
+      co_await safe_gather(weft::return_exceptions, std::move(tasks));
+    } catch (const Cancelled&) {
+      s.threw.fetch_add(1);
+    }
+    co_await safe_gather(set_flag(s.child_ran), set_flag(s.child_ran));
+  }(s));
+  ASSERT_TRUE(spin_until([&] { return s.waiting.load(); }));
+  f.cancel();
+  s.cancel_requested.store(true);
+  EXPECT_THROW(f.get(), Cancelled);
+  EXPECT_EQ(s.threw.load(), 3);
+  EXPECT_FALSE(s.child_ran.load()) << "a gather in a cancelled task started a task";
+}
+
+// ----------------------------------------------------------------------------------------------
+// The bucket uploads of seeds/003: three uploads gathered; Bucket-B fails first. asyncio's
+// plain gather lets A and C run on unmanaged; weft's cancels them and awaits them before the
+// caller sees the error. The sleeps are Events that the test sets, standing in for time.
+
+struct IOError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Buckets {
+  weft::Event a_time;  // upload_bucket("Bucket-A", 1.5)
+  weft::Event b_time;  // upload_bucket("Bucket-B", 0.5, fail=True)
+  weft::Event c_time;  // upload_bucket("Bucket-C", 1.0)
+  std::atomic<int> started{0};
+  std::atomic<int> ended{0};
+
+  std::mutex mutex;
+  std::vector<std::string> lines;  // guarded by mutex
+  void print(std::string line) {
+    std::lock_guard<std::mutex> lock(mutex);
+    lines.push_back(std::move(line));
+  }
+  std::vector<std::string> output() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return lines;
+  }
+};
+
+bool printed(const std::vector<std::string>& lines, std::string_view line) {
+  for (const std::string& l : lines)
+    if (l == line) return true;
+  return false;
+}
+
+Task<std::string> upload_bucket(Buckets& s, std::string name, weft::Event& delay, bool fail) {
+  CountOnExit count{s.ended};
+  s.print("Starting upload to " + name);
+  s.started.fetch_add(1);
+  try {
+    co_await delay.wait();  // asyncio.sleep(delay)
+  } catch (const Cancelled&) {
+    s.print("Cancelled upload to " + name);
+    throw;
+  }
+  if (fail) {
+    s.print("Failing upload to " + name);
+    throw IOError("Failed uploading to " + name);
+  }
+  s.print("Finished upload to " + name);
+  co_return "Success " + name;
+}
+
+TEST(SafeGather, TheFailingBucketUploadCancelsTheOthersAndAwaitsThemBeforeTheCallerSeesIt) {
+  Buckets s;
+  Runtime rt({.workers = 2});
+  struct Seen {
+    std::string caught;
+    std::vector<std::string> output_when_caught;
+    int ended_when_caught = -1;
+  };
+  Future<Seen> f = rt.submit([](Buckets& s) -> Task<Seen> {
+    Seen seen;
+    try {
+      auto results = co_await safe_gather(upload_bucket(s, "Bucket-A", s.a_time, false),
+                                          upload_bucket(s, "Bucket-B", s.b_time, true),
+                                          upload_bucket(s, "Bucket-C", s.c_time, false));
+      (void)results;
+    } catch (const std::exception& e) {  // Cancelled would not be caught here
+      seen.caught = e.what();
+      seen.output_when_caught = s.output();
+      seen.ended_when_caught = s.ended.load();
+    }
+    co_return seen;
+  }(s));
+  ASSERT_TRUE(spin_until([&] { return s.started.load() == 3; }));
+  s.b_time.set();  // 0.5 s: Bucket-B fails
+  const Seen seen = f.get();
+  EXPECT_EQ(seen.caught, "Failed uploading to Bucket-B");
+  EXPECT_EQ(seen.ended_when_caught, 3) << "the error reached the caller while uploads still ran";
+  EXPECT_TRUE(printed(seen.output_when_caught, "Cancelled upload to Bucket-A"));
+  EXPECT_TRUE(printed(seen.output_when_caught, "Cancelled upload to Bucket-C"));
+
+  // "Give outstanding tasks a moment": the times A and C waited for come, and other work runs.
+  s.c_time.set();
+  s.a_time.set();
+  rt.block_on([]() -> Task<void> {
+    for (int i = 0; i < 100; ++i) co_await weft::this_task::yield();
+  }());
+  const std::vector<std::string> output = s.output();
+  EXPECT_FALSE(printed(output, "Finished upload to Bucket-A")) << "Bucket-A kept running";
+  EXPECT_FALSE(printed(output, "Finished upload to Bucket-C")) << "Bucket-C kept running";
+  EXPECT_EQ(output.size(), 6u);  // three starts, B's failure, two cancellations
+}
+
+TEST(SafeGather, WithReturnExceptionsEveryBucketUploadResultComesBack) {
+  Buckets s;
+  Runtime rt({.workers = 2});
+  using Results =
+      std::tuple<weft::Outcome<std::string>, weft::Outcome<std::string>, weft::Outcome<std::string>>;
+  Future<Results> f = rt.submit([](Buckets& s) -> Task<Results> {
+    co_return co_await safe_gather(weft::return_exceptions,
+                                   upload_bucket(s, "Bucket-A", s.a_time, false),
+                                   upload_bucket(s, "Bucket-B", s.b_time, true),
+                                   upload_bucket(s, "Bucket-C", s.c_time, false));
+  }(s));
+  ASSERT_TRUE(spin_until([&] { return s.started.load() == 3; }));
+  s.b_time.set();  // 0.5 s: Bucket-B fails; A and C are still waiting and are not cancelled
+  ASSERT_TRUE(spin_until([&] { return printed(s.output(), "Failing upload to Bucket-B"); }));
+  s.c_time.set();  // 1.0 s
+  s.a_time.set();  // 1.5 s
+  Results r = f.get();
+  ASSERT_TRUE(std::get<0>(r).has_value());
+  EXPECT_EQ(std::get<0>(r).value(), "Success Bucket-A");
+  ASSERT_TRUE(std::get<1>(r).has_exception());
+  try {
+    std::rethrow_exception(std::get<1>(r).exception());
+  } catch (const IOError& e) {
+    EXPECT_STREQ(e.what(), "Failed uploading to Bucket-B");
+  } catch (...) {
+    ADD_FAILURE() << "Bucket-B's outcome is not its IOError";
+  }
+  ASSERT_TRUE(std::get<2>(r).has_value());
+  EXPECT_EQ(std::get<2>(r).value(), "Success Bucket-C");
+  const std::vector<std::string> output = s.output();
+  EXPECT_FALSE(printed(output, "Cancelled upload to Bucket-A"));
+  EXPECT_FALSE(printed(output, "Cancelled upload to Bucket-C"));
 }
 
 }  // namespace

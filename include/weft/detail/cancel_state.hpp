@@ -27,9 +27,11 @@
 // Invariants.
 //   - A parent outlives its children (scopes live in frames that are joined before they end,
 //     or in reference-counted sources), so `parent_` never dangles.
-//   - `cancelled_` only goes false -> true, once; the thread that flips it runs the callbacks.
-//   - After cancel() the callback list is empty and closed: add_callback() returns false and
-//     the caller runs its action inline.
+//   - `cancelled_` only goes false -> true, once. cancel() first sets the flags of the whole
+//     linked subtree (and of the token mirrors), then runs callbacks: one thread per scope
+//     runs that scope's list, once (`closed`).
+//   - After a scope's callbacks ran the list is empty and closed: add_callback() returns false
+//     and the caller runs its action inline.
 //   - remove_callback() returns only when the callback is not running on another thread (the
 //     std::stop_callback rule), so a waiter may free its node right after.
 #pragma once
@@ -167,6 +169,11 @@ class CancelState {
   enum : std::uint8_t { kUnlinked, kLinking, kLinked };
 
   bool check_ancestors(std::uint64_t epoch) const noexcept;
+  // cancel()'s two phases: set the flags of this scope, its token mirror and every linked
+  // scope below (no user code runs); then run this scope's callbacks, once, on one thread
+  // (the first to get here; linked children and the mirror run theirs from their nodes).
+  bool mark() noexcept;
+  void run_callbacks() noexcept;
   // Links this scope's chain into its ancestors so that their cancel() reaches it. False when
   // an ancestor is already cancelled (this scope is then cancelled too).
   bool materialize() noexcept;

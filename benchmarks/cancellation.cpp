@@ -5,8 +5,8 @@
 //   latency/parked     10,000 children of one task_group parked on an Event; one more child
 //                      fails: time from the failure to task_group returning (ExceptionGroup).
 //   latency/checkpoint children spinning on CPU work with a checkpoint() about every
-//                      microsecond; one child fails: time from the failure to the group
-//                      returning.
+//                      microsecond; the group is cancelled from another thread: time from
+//                      cancel() to the group's caller catching Cancelled.
 // Latencies are reported as counters in microseconds (median and max over the iterations).
 #include <benchmark/benchmark.h>
 
@@ -15,6 +15,7 @@
 #include <chrono>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "bench_common.hpp"
@@ -126,13 +127,17 @@ void BM_CancellationLatencyParked(benchmark::State& state) {
 }
 BENCHMARK(BM_CancellationLatencyParked)->Iterations(20)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// CPU-bound children: each spins on ~1 us slices of work with a checkpoint() between them.
+// CPU-bound children: one per worker, each spinning on ~1 us slices of work with a
+// checkpoint() between them (which does not yield: nothing else can run meanwhile). The group
+// is cancelled from the benchmark's thread once both spin; measured from cancel() to the
+// group's caller catching Cancelled.
 void BM_CancellationLatencyCheckpoint(benchmark::State& state) {
   weft::Runtime& rt = weft_bench::runtime_for(2);
   LatencyStats stats;
   for (auto _ : state) {
     std::atomic<int> running{0};
-    std::atomic<steady_clock::time_point::rep> failed_at{0};
+    std::atomic<steady_clock::time_point::rep> returned_at{0};
+    weft::CancellationSource source;
     auto spin = [&]() -> Task<void> {
       running.fetch_add(1);
       for (;;) {
@@ -141,28 +146,27 @@ void BM_CancellationLatencyCheckpoint(benchmark::State& state) {
         co_await weft::this_task::checkpoint();
       }
     };
-    // Runs once both spinners are busy; with 2 workers it shares a worker with a spinner
-    // and gets it back through yield (checkpoint() does not yield).
-    auto fail = [&]() -> Task<void> {
-      while (running.load() < 2) co_await weft::this_task::yield();
-      failed_at.store(steady_clock::now().time_since_epoch().count());
-      throw std::runtime_error("one child fails");
+    auto group = [&]() -> Task<void> {
+      co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
+        (void)tg.spawn(spin());
+        (void)tg.spawn(spin());
+        co_return;
+      });
     };
-    auto group = [&]() -> Task<steady_clock::time_point> {
+    auto root = [&]() -> Task<void> {
       try {
-        co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-          (void)tg.spawn(fail());
-          (void)tg.spawn(spin());
-          (void)tg.spawn(spin());
-          co_return;
-        });
-      } catch (const weft::ExceptionGroup&) {
+        co_await weft::with_cancellation(source.token(), group());
+      } catch (const weft::Cancelled&) {
+        returned_at.store(steady_clock::now().time_since_epoch().count());
       }
-      co_return steady_clock::now();
     };
-    const auto returned = rt.block_on(group());
-    const auto failed = steady_clock::time_point(steady_clock::duration(failed_at.load()));
-    stats.samples_us.push_back(duration<double, std::micro>(returned - failed).count());
+    weft::Future<void> done = rt.submit(root());
+    while (running.load() < 2) std::this_thread::yield();
+    const auto cancelled = steady_clock::now();
+    source.cancel();
+    done.get();
+    const auto returned = steady_clock::time_point(steady_clock::duration(returned_at.load()));
+    stats.samples_us.push_back(duration<double, std::micro>(returned - cancelled).count());
   }
   stats.report(state);
 }

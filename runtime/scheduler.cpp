@@ -99,7 +99,17 @@ void* Scheduler::find_work(Worker& w) {
   if (void* item = w.deque.pop()) return item;
   for (;;) {
     for (unsigned round = 0; round < kSearchRounds; ++round) {
-      if (void* item = injected_.try_pop()) return item;
+      // Alternate which source goes first after taking from the injection queue: a task
+      // that keeps yielding (re-queued there) must not hide the work other workers could
+      // give us, nor stealable work hide submissions for long.
+      if (w.last_from_injection) {
+        w.last_from_injection = false;
+        if (void* item = try_steal(w)) return item;
+      }
+      if (void* item = injected_.try_pop()) {
+        w.last_from_injection = true;
+        return item;
+      }
       if (void* item = try_steal(w)) return item;
       // Relaxed: shutdown only starts once every root has finished, so there is no work
       // this flag must be ordered with; park() rechecks it with the full protocol.

@@ -47,6 +47,7 @@ struct alignas(kCacheLine) Worker {
   WorkerCounters counters;
   std::uint64_t rng_state = 0;   // victim selection (xorshift)
   std::uint32_t tick = 0;        // tasks taken since start, for the injection-queue fairness check
+  bool last_from_injection = false;  // the search's last find came from the injection queue
   // The futex word this worker sleeps on (parking.cpp).
   alignas(kCacheLine) std::atomic<std::uint32_t> park_state{0};
 };

@@ -27,6 +27,9 @@
 
 namespace {
 
+using weft_test::TaskError;
+using weft_test::HangGuard;
+
 using weft_test::kSanitized;
 using weft_test::spin_until;
 
@@ -38,10 +41,6 @@ using weft::Task;
 using weft::UsageError;
 
 // The exception every failing task of these tests throws: which task threw it.
-struct TaskError : std::runtime_error {
-  explicit TaskError(int id) : std::runtime_error("task " + std::to_string(id)), id(id) {}
-  int id;
-};
 
 Task<int> value_of(int v) { co_return v; }
 Task<std::string> text(std::string s) { co_return s; }
@@ -70,20 +69,6 @@ struct CountOnExit {
   ~CountOnExit() { counter.fetch_add(1, std::memory_order_acq_rel); }
 };
 
-// spin_until's hang guard for loops inside tasks: true, and a test failure, once a loop has run
-// for a minute. Not a timing assertion.
-class HangGuard {
- public:
-  bool expired() {
-    if (std::chrono::steady_clock::now() < give_up_) return false;
-    ADD_FAILURE() << "condition not reached within 60 s";
-    return true;
-  }
-
- private:
-  std::chrono::steady_clock::time_point give_up_ =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-};
 
 // ----------------------------------------------------------------------------------------------
 // Results

@@ -29,6 +29,8 @@
 
 namespace {
 
+using weft_test::TaskError;
+
 using weft_test::spin_until;
 
 using weft::CancellationSource;
@@ -46,10 +48,6 @@ using weft::UsageError;
 namespace this_task = weft::this_task;
 
 // The exception every failing task of these tests throws: which task threw it.
-struct TaskError : std::runtime_error {
-  explicit TaskError(int id) : std::runtime_error("task " + std::to_string(id)), id(id) {}
-  int id;
-};
 
 // Counts the tasks of one kind: how many started, ended (by any means) and saw Cancelled.
 // `all_started` is set when `expected` of them have started.

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 namespace weft_test {
@@ -38,5 +40,26 @@ bool spin_until(Pred pred) {
   }
   return true;
 }
+
+// The exception the tests throw: carries which task threw it.
+struct TaskError : std::runtime_error {
+  explicit TaskError(int id) : std::runtime_error("task " + std::to_string(id)), id(id) {}
+  int id;
+};
+
+// spin_until's hang guard for loops inside tasks: true, and a test failure, once a loop has run
+// for a minute. Not a timing assertion.
+class HangGuard {
+ public:
+  bool expired() {
+    if (std::chrono::steady_clock::now() < give_up_) return false;
+    ADD_FAILURE() << "condition not reached within 60 s";
+    return true;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point give_up_ =
+      std::chrono::steady_clock::now() + std::chrono::seconds(60);
+};
 
 }  // namespace weft_test

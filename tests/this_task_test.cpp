@@ -17,6 +17,9 @@
 
 namespace {
 
+using weft_test::TaskError;
+using weft_test::HangGuard;
+
 using namespace std::chrono_literals;
 
 using weft_test::spin_until;
@@ -33,25 +36,7 @@ using weft::Task;
 
 namespace this_task = weft::this_task;
 
-struct TaskError : std::runtime_error {
-  explicit TaskError(int id) : std::runtime_error("task " + std::to_string(id)), id(id) {}
-  int id;
-};
 
-// spin_until's hang guard for loops inside tasks: true, and a test failure, once a loop has run
-// for a minute. Not a timing assertion.
-class HangGuard {
- public:
-  bool expired() {
-    if (std::chrono::steady_clock::now() < give_up_) return false;
-    ADD_FAILURE() << "condition not reached within 60 s";
-    return true;
-  }
-
- private:
-  std::chrono::steady_clock::time_point give_up_ =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-};
 
 Task<int> value_of(int v) { co_return v; }
 

@@ -45,16 +45,7 @@ using weft::TaskGroup;
 using weft::UsageError;
 namespace this_task = weft::this_task;
 
-struct Rng {
-  std::uint64_t state;
-  std::uint64_t next() {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  }
-  std::uint64_t below(std::uint64_t n) { return next() % n; }
-};
+using weft_test::Rng;
 
 void pause_for(std::uint64_t spins) {
   for (std::uint64_t i = 0; i < spins; ++i) {

@@ -33,16 +33,7 @@ struct LeafError : std::runtime_error {
   int id;
 };
 
-struct Rng {
-  std::uint64_t state;
-  std::uint64_t next() {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  }
-  std::uint64_t below(std::uint64_t n) { return next() % n; }
-};
+using weft_test::Rng;
 
 struct Node {
   std::vector<int> children;

@@ -611,16 +611,7 @@ TEST(SafeGather, ConcurrentGathersFromManyRootsAreIndependent) {
 // ----------------------------------------------------------------------------------------------
 // Misuse and cancellation
 
-// A minimal coroutine type that is not weft's: starts eagerly on the calling thread.
-struct Eager {
-  struct promise_type {
-    Eager get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() const noexcept { return {}; }
-    std::suspend_never final_suspend() const noexcept { return {}; }
-    void return_void() const noexcept {}
-    void unhandled_exception() const noexcept { std::terminate(); }
-  };
-};
+using weft_test::Eager;
 
 Eager gather_outside_a_runtime(bool& usage_error, std::atomic<bool>& ran) {
   try {

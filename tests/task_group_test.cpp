@@ -103,16 +103,7 @@ Task<void> fail_after(Event& go, int id) {
   throw TaskError(id);
 }
 
-// A minimal coroutine type that is not weft's: starts eagerly on the calling thread.
-struct Eager {
-  struct promise_type {
-    Eager get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() const noexcept { return {}; }
-    std::suspend_never final_suspend() const noexcept { return {}; }
-    void return_void() const noexcept {}
-    void unhandled_exception() const noexcept { std::terminate(); }
-  };
-};
+using weft_test::Eager;
 
 static_assert(std::is_same_v<JoinHandle<void>::value_type, std::monostate>);
 static_assert(std::is_same_v<JoinHandle<int>::value_type, int>);

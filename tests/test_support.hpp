@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -60,6 +63,29 @@ class HangGuard {
  private:
   std::chrono::steady_clock::time_point give_up_ =
       std::chrono::steady_clock::now() + std::chrono::seconds(60);
+};
+
+// A xorshift generator for stress tests: deterministic per seed, no shared state.
+struct Rng {
+  std::uint64_t state;
+  std::uint64_t next() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  }
+  std::uint64_t below(std::uint64_t n) { return next() % n; }
+};
+
+// A minimal coroutine type that is not weft's: starts eagerly on the calling thread.
+struct Eager {
+  struct promise_type {
+    Eager get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() const noexcept { return {}; }
+    std::suspend_never final_suspend() const noexcept { return {}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept { std::terminate(); }
+  };
 };
 
 }  // namespace weft_test

@@ -40,16 +40,7 @@ namespace this_task = weft::this_task;
 
 Task<int> value_of(int v) { co_return v; }
 
-// A minimal coroutine type that is not weft's: starts eagerly on the calling thread.
-struct Eager {
-  struct promise_type {
-    Eager get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() const noexcept { return {}; }
-    std::suspend_never final_suspend() const noexcept { return {}; }
-    void return_void() const noexcept {}
-    void unhandled_exception() const noexcept { std::terminate(); }
-  };
-};
+using weft_test::Eager;
 
 // ----------------------------------------------------------------------------------------------
 // token()

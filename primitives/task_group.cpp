@@ -7,11 +7,18 @@ std::coroutine_handle<> GroupState::child_finished(Joiner* self, PromiseBase& ch
                                                    void* frame) noexcept {
   auto* group = static_cast<GroupState*>(self);
   if (child.exception) group->record_failure(child.exception);
-  // Release pairs with the acquire in JoinHandle::done().
-  child.finished.store(true, std::memory_order_release);
-  // acq_rel: see PromiseBase::owners. After this the handle may destroy the frame.
-  if (child.owners.fetch_sub(1, std::memory_order_acq_rel) == 1)
+  // acq_rel: the release publishes the result to JoinHandle::done() and drop(); the acquire
+  // orders a drop that came first before the destruction. After this, the handle may
+  // destroy the frame. (Each bit is set once, so adding is or-ing: one `lock xadd` where
+  // fetch_or would be a compare-exchange loop.)
+  if ((child.handoff.fetch_add(PromiseBase::kChildFinished, std::memory_order_acq_rel) &
+       PromiseBase::kHandleDropped) != 0)
     std::coroutine_handle<>::from_address(frame).destroy();
+  Worker* w = tl_worker;
+  if (group->inline_on(w)) {
+    ++group->local_done;
+    return group->next_inline(*w);
+  }
   // After this the group may end and its frame go away.
   return group->release_one();
 }

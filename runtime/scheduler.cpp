@@ -86,8 +86,8 @@ void Scheduler::run_worker(Worker& w) {
     std::coroutine_handle<>::from_address(item).resume();
     // No task runs on this thread until the next resume: its scope may be gone.
     tl_current_scope = nullptr;
-    // Control is back in the loop: no gather on this worker is running inline any more.
-    settle_open_joins(w);
+    // Control is back in the loop: no fork on this worker is running inline any more.
+    settle_open_runs(w);
   }
   tl_worker = nullptr;
 }

@@ -132,11 +132,12 @@ struct PromiseBase {
   Joiner* joiner = nullptr;              // set instead when a TaskGroup owns this task
   bool scope_fixed = false;              // `cancel` was chosen by its creator (shield, ...)
   bool saw_cancelled = false;            // Cancelled was delivered into it
-  // Joiner children only: the frame is shared by the group's run of it and the JoinHandle;
-  // the last of the two to let go destroys it (acq_rel decrements).
-  std::atomic<std::uint8_t> owners{0};
-  // Joiner children only: set (release) when the task has finished, for JoinHandle::done().
-  std::atomic<bool> finished{false};
+  // Joiner children only: the frame is shared by the group's run of it and the JoinHandle,
+  // and the last of the two to let go destroys it. kChildFinished is set once the task has
+  // finished (for JoinHandle::done()), kHandleDropped once the handle let go; see
+  // GroupState::child_finished() and JoinHandle::drop() for the hand-off.
+  enum : std::uint8_t { kChildFinished = 1, kHandleDropped = 2 };
+  std::atomic<std::uint8_t> handoff{0};
 };
 
 template <class P>

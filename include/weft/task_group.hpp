@@ -31,6 +31,7 @@
 
 #include "weft/cancellation.hpp"
 #include "weft/detail/cancel_state.hpp"
+#include "weft/detail/join_state.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/errors.hpp"
 #include "weft/exception_group.hpp"
@@ -41,8 +42,55 @@ namespace weft {
 
 namespace detail {
 
-struct GroupState : Joiner {
-  GroupState(CancelState* outer, Scheduler& s) : Joiner{&child_finished}, scope(outer), scheduler(&s) {}
+// How a TaskGroup counts its children back in (the join protocol of JoinState, extended to
+// children that come and go while the group runs).
+//
+// Protocol.
+//   A group starts on worker W with an inline run open (InlineRun, join_state.hpp). While W
+//   keeps running the chain of symmetric transfers that started the group, a child spawned
+//   on W is pushed onto W's deque and counted in a plain integer (`local_spawned`); once the
+//   body has ended, the join pops those children back off the bottom of W's deque and runs
+//   them itself, counting each that finishes (`local_done`), again without atomics.
+//   `pending` (atomic) counts everything else: +1 for a child spawned any other way (from
+//   another thread, on W after the inline run ended, or while foreign work sits above the
+//   group's children in W's deque), -1 for a child that finishes outside the inline run, and
+//   +1 for the body if the inline run ends while the body still runs. The inline run holds
+//   kInlineRunBias, more than any number of children, so `pending` cannot reach zero while
+//   the run is open.
+//   The inline run ends
+//   - by completion: the body has ended, every child counted inline finished inline (so none
+//     was stolen), and `pending` still holds exactly the bias (nothing else in flight): one
+//     CAS bias -> 0 ends the group. A group whose children all ran on W costs that one
+//     locked instruction, plus the deque pops;
+//   - by settling: when control returns to W's scheduler loop, or when the join's next child
+//     is not at the bottom of W's deque, the run adds local_spawned - local_done - bias (+1
+//     while the body runs) to `pending`.
+//   Whoever brings `pending` to zero resumes the waiter. Zero means the group has ended: a
+//   spawn that finds it there fails.
+//
+// Invariants.
+//   - `owner` is fixed at construction. `inline_run`, the local counts, `in_deque` and
+//     `body_running` are touched only on W while the run is open: every other thread
+//     compares `owner` with its own worker first and never reads them.
+//   - The children spawned inline and not yet popped by the join sit at W's deque indices
+//     below base + in_deque (the lowest ones possibly taken by thieves, which steal from the
+//     top). A spawn counts inline only when W's bottom is exactly base + in_deque, and the
+//     join pops only under the same test, so it never pops anything but its own children.
+//   - Until the run ends, `pending` >= bias - (children stolen and finished) > 0: the
+//     group's frame cannot go away while W may still touch it.
+struct GroupState : Joiner, InlineRun {
+  // More than the children one group can ever have in flight.
+  static constexpr std::int64_t kInlineRunBias = std::int64_t{1} << 48;
+
+  GroupState(CancelState* outer, Worker& w)
+      : Joiner{&child_finished},
+        InlineRun{&settle_group},
+        scope(outer),
+        scheduler(&w.scheduler),
+        owner(&w),
+        base(w.deque.bottom_index()) {
+    open(w);
+  }
 
   // A child's final step (task_group.cpp).
   static std::coroutine_handle<> child_finished(Joiner* self, PromiseBase& child,
@@ -60,7 +108,61 @@ struct GroupState : Joiner {
     if (first) scope.cancel();
   }
 
-  // A child (or the body) is done with the group: the last one resumes the waiter.
+  // True on W while the inline run is open.
+  bool inline_on(const Worker* w) const noexcept { return w == owner && inline_run; }
+  // A spawn on W may be counted inline (see the invariants).
+  bool can_spawn_inline(const Worker* w) const noexcept {
+    return inline_on(w) && w->deque.bottom_index() == base + in_deque;
+  }
+
+  // The body has ended (the join, on any thread): where control goes next.
+  std::coroutine_handle<> body_ended(std::coroutine_handle<> join) noexcept {
+    waiter = join;
+    Worker* w = tl_worker;
+    if (inline_on(w)) {
+      body_running = false;
+      return next_inline(*w);
+    }
+    return release_one();
+  }
+
+  // On W, inline, after the body ended or a child finished: the next child to run, the
+  // waiter (the group is complete), or noop once the run settled with work in flight.
+  std::coroutine_handle<> next_inline(Worker& w) noexcept {
+    if (in_deque > 0 && w.deque.bottom_index() == base + in_deque) {
+      if (void* next = w.deque.pop()) {
+        --in_deque;
+        bump(w.counters.tasks_run);
+        return std::coroutine_handle<>::from_address(next);
+      }
+    }
+    close(w);
+    if (local_done == local_spawned) {
+      std::int64_t expected = kInlineRunBias;
+      // acq_rel: acquires the writes of children spawned and finished elsewhere (their
+      // decrements are releases); releases ours to the spawn that next finds zero.
+      if (pending.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+        inline_run = false;
+        return waiter;
+      }
+    }
+    return settle();
+  }
+
+  // Ends the inline run (already off W's stack): hands the inline counts over to `pending`.
+  // Touches nothing of the group after the addition.
+  std::coroutine_handle<> settle() noexcept {
+    inline_run = false;
+    const std::int64_t delta = static_cast<std::int64_t>(local_spawned) -
+                               static_cast<std::int64_t>(local_done) - kInlineRunBias +
+                               (body_running ? 1 : 0);
+    // acq_rel: as in release_one().
+    if (pending.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) return waiter;
+    return std::noop_coroutine();
+  }
+
+  // A child (or the body) counted in `pending` is done: the last one resumes the waiter.
   std::coroutine_handle<> release_one() noexcept {
     // acq_rel: the release publishes this child's writes; the last decrement's acquire sees
     // all of them (and `waiter`) before resuming the group.
@@ -68,25 +170,38 @@ struct GroupState : Joiner {
     return std::noop_coroutine();
   }
 
-  // Takes one more reference for a child; false once the count reached zero (ended).
+  // Takes one more count for a child spawned outside the inline run; false once the count
+  // reached zero (ended).
   bool try_add_child() noexcept {
     std::int64_t n = pending.load(std::memory_order_relaxed);
     do {
       if (n == 0) return false;
-      // Relaxed: the spawner holds a reference, so the count cannot reach zero meanwhile;
-      // the child's frame is published by the deque push.
+      // Relaxed: the child's frame is published by its push; a spawner that holds no count
+      // of its own (another thread) is told apart by the zero test.
     } while (!pending.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
     return true;
   }
 
   CancelState scope;
   Scheduler* scheduler;
-  std::atomic<std::int64_t> pending{1};  // the body's reference + one per unfinished child
-  std::coroutine_handle<> waiter;        // written before the body's release_one()
+  Worker* const owner;
+  const std::int64_t base;              // W's deque bottom when the group started
+  std::uint32_t local_spawned = 0;      // inline-run state: W only, see the invariants
+  std::uint32_t local_done = 0;
+  std::uint32_t in_deque = 0;
+  bool inline_run = true;
+  bool body_running = true;
+  std::atomic<std::int64_t> pending{kInlineRunBias};
+  std::coroutine_handle<> waiter;       // written before the body's count is given up
   // Release: set after the join, before the group's frame goes away.
   std::atomic<bool> ended{false};
   SpinLock failures_lock;
   std::vector<std::exception_ptr> failures;  // guarded by failures_lock
+
+ private:
+  static std::coroutine_handle<> settle_group(InlineRun* self) noexcept {
+    return static_cast<GroupState*>(self)->settle();
+  }
 };
 
 // Pushes a spawned child where it will run: the current worker's deque, or the runtime's
@@ -118,9 +233,10 @@ class [[nodiscard]] JoinHandle {
   // True once the task has finished (with a value or an exception). Always true after the
   // group ended.
   bool done() const noexcept {
-    // Acquire pairs with the release store in GroupState::child_finished(): the result is
+    // Acquire pairs with the child's release in GroupState::child_finished(): the result is
     // visible.
-    return handle_ && handle_.promise().finished.load(std::memory_order_acquire);
+    return handle_ && (handle_.promise().handoff.load(std::memory_order_acquire) &
+                       detail::PromiseBase::kChildFinished) != 0;
   }
 
   // The task's value, or rethrows its exception (Cancelled if it was cancelled). UsageError
@@ -141,9 +257,18 @@ class [[nodiscard]] JoinHandle {
  private:
   friend class TaskGroup;
   explicit JoinHandle(typename Task<T>::handle_type h) noexcept : handle_(h) {}
+  // The hand-off with GroupState::child_finished(): whichever side comes second destroys
+  // the frame. A finished child has already decided (it saw no drop and left the frame to
+  // us), so the common case, a handle dropped after its task finished, needs no locked
+  // instruction.
   void drop() noexcept {
-    // acq_rel: see PromiseBase::owners.
-    if (handle_ && handle_.promise().owners.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    if (!handle_) return;
+    std::atomic<std::uint8_t>& handoff = handle_.promise().handoff;
+    // Acquire (both): pairs with the child's acq_rel fetch_add; it no longer touches the
+    // frame. (Each bit is set once: adding is or-ing, without a compare-exchange loop.)
+    if ((handoff.load(std::memory_order_acquire) & detail::PromiseBase::kChildFinished) != 0 ||
+        (handoff.fetch_add(detail::PromiseBase::kHandleDropped, std::memory_order_acq_rel) &
+         detail::PromiseBase::kChildFinished) != 0)
       handle_.destroy();
     handle_ = nullptr;
   }
@@ -159,16 +284,28 @@ class TaskGroup {
   template <class T>
   JoinHandle<T> spawn(Task<T> task) {
     detail::require_fresh(task.handle(), "TaskGroup::spawn");
-    if (state_.ended.load(std::memory_order_acquire) || state_.scope.is_cancelled() ||
-        !state_.try_add_child())
+    detail::GroupState& g = state_;
+    detail::Worker* w = detail::tl_worker;
+    // The inline run holds the group open: no `ended` or zero check needed there.
+    const bool inline_spawn = g.can_spawn_inline(w);
+    if (g.scope.is_cancelled() ||
+        (!inline_spawn && (g.ended.load(std::memory_order_acquire) || !g.try_add_child())))
+      [[unlikely]]
       throw UsageError("TaskGroup::spawn: the group was cancelled or has ended");
     auto h = task.release();
     auto& p = h.promise();
-    p.joiner = &state_;
-    p.cancel = &state_.scope;
+    p.joiner = &g;
+    p.cancel = &g.scope;
     p.scope_fixed = true;
-    p.owners.store(2, std::memory_order_relaxed);  // published by the push below
-    detail::schedule_spawned(*state_.scheduler, h);
+    if (inline_spawn) {
+      ++g.local_spawned;
+      ++g.in_deque;
+      w->deque.push(h.address());
+      detail::bump(w->counters.tasks_spawned);
+      detail::notify_work_published(*w);
+    } else {
+      detail::schedule_spawned(*g.scheduler, h);
+    }
     return JoinHandle<T>(h);
   }
 
@@ -179,7 +316,8 @@ class TaskGroup {
   // the caller's cancellation).
   CancellationToken token() const { return CancellationToken::adopt(state_.scope.mirror()); }
 
-  TaskGroup(detail::CancelState* outer, detail::Scheduler& s) : state_(outer, s) {}
+  // For task_group(): a group below `outer`, started on worker `w`.
+  TaskGroup(detail::CancelState* outer, detail::Worker& w) : state_(outer, w) {}
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
 
@@ -195,9 +333,8 @@ namespace detail {
 struct GroupJoin {
   GroupState& group;
   bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) noexcept {
-    group.waiter = h;
-    return group.release_one() != h;  // the last reference resumes at once
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) noexcept {
+    return group.body_ended(h);  // h itself when the group is already complete
   }
   void await_resume() const noexcept {}
 };
@@ -214,7 +351,7 @@ Task<detail::group_result_t<F>> task_group(F body) {
   detail::PromiseBase* self = co_await detail::CurrentPromise{};
   detail::Worker* w = detail::tl_worker;
   if (w == nullptr) throw UsageError("task_group must be awaited from a task on a weft runtime");
-  TaskGroup group(self != nullptr ? self->cancel : nullptr, w->scheduler);
+  TaskGroup group(self != nullptr ? self->cancel : nullptr, *w);
   detail::GroupState& state = group.state();
 
   std::optional<detail::stored_t<R>> result;
@@ -237,14 +374,9 @@ Task<detail::group_result_t<F>> task_group(F body) {
   detail::resume_in(self);
 
   detail::check_cancelled(self);  // the caller's cancellation wins: Cancelled, not a group
-  {
-    std::vector<std::exception_ptr> failures;
-    {
-      std::lock_guard<detail::SpinLock> guard(state.failures_lock);
-      failures.swap(state.failures);
-    }
-    if (!failures.empty()) throw ExceptionGroup(std::move(failures));
-  }
+  // No lock: every record_failure() happened before its child's (or the body's) count was
+  // given up, and the join that resumed us acquired all of those.
+  if (!state.failures.empty()) throw ExceptionGroup(std::move(state.failures));
   if (body_error) {
     // Only a Cancelled is left here. Absorbed when the group cancelled itself and there is
     // no result to lose.

@@ -30,7 +30,7 @@
 //   - `inline_run` is true only while W's current chain of symmetric transfers is the one
 //     that started the gather; it is read only by W (a completion elsewhere compares `owner`
 //     with its own worker first, and `owner` never changes while children run).
-//   - Open gathers on W form a stack (W's `open_joins`): inline runs nest strictly.
+//   - Open gathers on W form a stack (W's `open_runs`, shared with TaskGroups): inline runs nest strictly.
 //   - Until the inline run settles, `pending` cannot reach zero, so the parent (which owns
 //     this state) cannot resume and free it while W may still settle it.
 #pragma once
@@ -47,7 +47,29 @@ namespace weft::detail {
 
 struct PromiseBase;
 
-struct JoinState {
+// A fork (a gather's JoinState, a TaskGroup's GroupState) whose children are being run inline
+// on the worker that started it, counted without atomics. Open runs on a worker form a stack
+// (Worker::open_runs), innermost first; the scheduler loop settles all of them each time
+// control returns to it.
+struct InlineRun {
+  // Ends the inline run (the run is already off the stack) and returns the coroutine to
+  // schedule, or noop.
+  std::coroutine_handle<> (*settle_run)(InlineRun* self) noexcept;
+  InlineRun* next_open = nullptr;
+
+  void open(Worker& w) noexcept {
+    next_open = w.open_runs;
+    w.open_runs = this;
+  }
+  void close(Worker& w) noexcept {
+    assert(w.open_runs == this && "inline runs nest strictly");
+    w.open_runs = next_open;
+  }
+};
+
+struct JoinState : InlineRun {
+  JoinState() noexcept : InlineRun{&settle_join} {}
+
   // Called by the gather on worker `w` just before pushing children n..2. After it returns,
   // the fields below are written only by `w` while inline, and are published to thieves by
   // the deque push's release store.
@@ -63,8 +85,7 @@ struct JoinState {
     // run that finished no child inline could see every child finish elsewhere and the
     // parent free this state before the loop settles it.
     pending.store(n + 1, std::memory_order_relaxed);  // published by the pushes that follow
-    next_open = w.open_joins;
-    w.open_joins = this;
+    open(w);
   }
 
   // The final step of every child: returns the coroutine to transfer to (the next child, the
@@ -115,7 +136,6 @@ struct JoinState {
 
   std::coroutine_handle<> parent;
   Worker* owner = nullptr;
-  JoinState* next_open = nullptr;
   std::int64_t base = 0;
   std::uint32_t total = 0;
   std::uint32_t local_done = 0;
@@ -126,19 +146,18 @@ struct JoinState {
   CancelState* cancel_on_failure = nullptr;
 
  private:
-  void close(Worker& w) noexcept {
-    assert(w.open_joins == this && "inline runs nest strictly");
-    w.open_joins = next_open;
+  static std::coroutine_handle<> settle_join(InlineRun* self) noexcept {
+    return static_cast<JoinState*>(self)->settle();
   }
 };
 
-// Called by the scheduler loop each time control comes back to it: no gather is inline any
+// Called by the scheduler loop each time control comes back to it: no fork is inline any
 // more. A parent whose join completes by settling (see the invariants above) is pushed onto
 // the worker's own deque, where the loop finds it next.
-inline void settle_open_joins(Worker& w) {
-  while (JoinState* j = w.open_joins) {
-    w.open_joins = j->next_open;
-    std::coroutine_handle<> h = j->settle();
+inline void settle_open_runs(Worker& w) {
+  while (InlineRun* r = w.open_runs) {
+    w.open_runs = r->next_open;
+    std::coroutine_handle<> h = r->settle_run(r);
     if (h != std::noop_coroutine()) w.deque.push(h.address());
   }
 }

@@ -12,7 +12,7 @@
 namespace weft::detail {
 
 class Scheduler;
-struct JoinState;
+struct InlineRun;
 
 // Written only by the owning worker (a relaxed load and store, no locked instruction);
 // read relaxed by Runtime::stats() from any thread.
@@ -41,9 +41,9 @@ struct alignas(kCacheLine) Worker {
   Scheduler& scheduler;
   const unsigned index;
   IdleCount& idle;
-  // Gathers started on this worker whose children are still being run inline, innermost
-  // first (see JoinState). Owner only.
-  JoinState* open_joins = nullptr;
+  // Forks (gathers, task groups) started on this worker whose children are still being run
+  // inline, innermost first (see InlineRun in join_state.hpp). Owner only.
+  InlineRun* open_runs = nullptr;
   WorkerCounters counters;
   std::uint64_t rng_state = 0;   // victim selection (xorshift)
   std::uint32_t tick = 0;        // tasks taken since start, for the injection-queue fairness check

@@ -90,7 +90,7 @@ constexpr int kParkedChildren = 10'000;
 // One iteration: spawn kParkedChildren waiters, wait until they are all parked, then a child
 // fails; measure from the throw to task_group returning.
 void BM_CancellationLatencyParked(benchmark::State& state) {
-  weft::Runtime& rt = weft_bench::runtime_for(2);
+  weft::Runtime& rt = weft_bench::runtime_for(static_cast<unsigned>(state.range(0)));
   LatencyStats stats;
   for (auto _ : state) {
     weft::Event never;
@@ -125,7 +125,7 @@ void BM_CancellationLatencyParked(benchmark::State& state) {
   }
   stats.report(state);
 }
-BENCHMARK(BM_CancellationLatencyParked)->Iterations(20)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CancellationLatencyParked)->Arg(2)->Arg(1)->Iterations(20)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // CPU-bound children: one per worker, each spinning on ~1 us slices of work with a
 // checkpoint() between them (which does not yield: nothing else can run meanwhile). The group

@@ -112,7 +112,9 @@ void CancelState::run_callbacks() noexcept {
     s.running = node;
     s.running_thread = std::this_thread::get_id();
     s.lock.unlock();
-    node->run(node);  // may free `node` once remove_callback() sees `running` change
+    node->run(node);
+    // Release pairs with the acquire in remove_callback(); `node` may be freed from here on.
+    node->ran.store(true, std::memory_order_release);
     s.lock.lock();
     s.running = nullptr;
   }
@@ -137,10 +139,12 @@ bool CancelState::add_callback(CancelCallbackNode& node) noexcept {
   if (s.callbacks != nullptr) s.callbacks->prev = &node;
   s.callbacks = &node;
   node.registered = true;
+  node.ran.store(false, std::memory_order_relaxed);  // a node may be registered again
   return true;
 }
 
 void CancelState::remove_callback(CancelCallbackNode& node) noexcept {
+  if (node.ran.load(std::memory_order_acquire)) return;  // ran and returned: nothing to wait for
   Slow& s = slow();
   s.lock.lock();
   if (node.registered) {

@@ -52,10 +52,10 @@ namespace detail {
 // this_task. Set when a task starts and each time a weft awaiter resumes a task.
 inline thread_local CancelState* tl_current_scope = nullptr;
 
-// Throws the process's shared Cancelled exception object (cheap to recognise afterwards).
+// Throws Cancelled (out of line: the throw is cold code at every suspension point).
 [[noreturn]] void throw_cancelled();
-// True when `e` holds a Cancelled: a pointer compare for the shared object, a rethrow-and-
-// catch for one the user threw.
+// True when `e` holds a Cancelled: a type compare with libstdc++, a rethrow-and-catch for a
+// type derived from Cancelled (or with another standard library).
 bool is_cancelled_exception(const std::exception_ptr& e) noexcept;
 
 struct PromiseBase;

@@ -75,6 +75,10 @@ struct CancelCallbackNode {
   CancelCallbackNode* prev = nullptr;  // guarded by the owning state's lock
   CancelCallbackNode* next = nullptr;
   bool registered = false;
+  // Set (release) by cancel() once `run` has returned; remove_callback() that sees it
+  // (acquire) returns without the lock. A mass cancellation's woken waiters each remove
+  // their node while the canceller still runs the rest of the list under that lock.
+  std::atomic<bool> ran{false};
 };
 
 class CancelState;

@@ -113,9 +113,10 @@ void CancelState::run_callbacks() noexcept {
     s.running_thread = std::this_thread::get_id();
     s.lock.unlock();
     node->run(node);
-    // Release pairs with the acquire in remove_callback(); `node` may be freed from here on.
-    node->ran.store(true, std::memory_order_release);
     s.lock.lock();
+    // Unless the callback removed (and maybe freed) itself, which cleared `running`:
+    // release pairs with the acquire in remove_callback(); `node` may be freed from here on.
+    if (s.running == node) node->ran.store(true, std::memory_order_release);
     s.running = nullptr;
   }
   s.lock.unlock();
@@ -155,9 +156,10 @@ void CancelState::remove_callback(CancelCallbackNode& node) noexcept {
     s.lock.unlock();
     return;
   }
-  // Not in the list: it already ran, or it is running. Wait unless it runs on this thread
-  // (a callback that removes itself).
-  while (s.running == &node && s.running_thread != std::this_thread::get_id()) {
+  // Not in the list: it already ran, or it is running. A callback that removes itself
+  // tells the runner to leave its node alone from now on; any other thread waits for it.
+  if (s.running == &node && s.running_thread == std::this_thread::get_id()) s.running = nullptr;
+  while (s.running == &node) {
     s.lock.unlock();
     std::this_thread::yield();
     s.lock.lock();

@@ -182,6 +182,36 @@ struct GroupState : Joiner, InlineRun {
     return true;
   }
 
+  // Something that must hear of every child that finishes while it is registered (a wait()
+  // on JoinHandles). Runs under `listeners_lock`, on the finishing child's thread, before
+  // the child gives up its count: it must be short and must not touch `child` unless it
+  // watches `frame` (an unwatched child's frame may already be gone).
+  struct Listener {
+    void (*child_finished)(Listener* self, PromiseBase& child, void* frame) noexcept;
+    Listener* prev = nullptr;  // guarded by listeners_lock
+    Listener* next = nullptr;
+  };
+  // Registers `l`. From then on, every child that finishes calls it; a child that finished
+  // before is seen by the caller's own check of JoinHandle::done() made after this returns
+  // (see child_finished() for the handshake).
+  void add_listener(Listener& l) noexcept {
+    std::lock_guard<SpinLock> guard(listeners_lock);
+    l.prev = nullptr;
+    l.next = listeners;
+    if (listeners != nullptr) listeners->prev = &l;
+    listeners = &l;
+    // seq_cst: ordered before the caller's done() loads; pairs with child_finished().
+    has_listeners.store(true, std::memory_order_seq_cst);
+  }
+  // Unregisters `l`; no call of it runs or starts after this returns.
+  void remove_listener(Listener& l) noexcept {
+    std::lock_guard<SpinLock> guard(listeners_lock);
+    if (l.prev != nullptr) l.prev->next = l.next;
+    else listeners = l.next;
+    if (l.next != nullptr) l.next->prev = l.prev;
+    if (listeners == nullptr) has_listeners.store(false, std::memory_order_relaxed);
+  }
+
   CancelState scope;
   Scheduler* scheduler;
   Worker* const owner;
@@ -197,6 +227,10 @@ struct GroupState : Joiner, InlineRun {
   std::atomic<bool> ended{false};
   SpinLock failures_lock;
   std::vector<std::exception_ptr> failures;  // guarded by failures_lock
+  SpinLock listeners_lock;
+  Listener* listeners = nullptr;  // guarded by listeners_lock
+  // True while a listener is registered: one load on every child's finish.
+  std::atomic<bool> has_listeners{false};
 
  private:
   static std::coroutine_handle<> settle_group(InlineRun* self) noexcept {
@@ -242,6 +276,12 @@ class [[nodiscard]] JoinHandle {
   // The task's value, or rethrows its exception (Cancelled if it was cancelled). UsageError
   // before the task finished.
   value_type& result() { return outcome().value(); }
+
+  // For weft's own primitives (wait()): the task's promise and frame.
+  detail::PromiseBase* promise_base() const noexcept {
+    return handle_ ? &handle_.promise() : nullptr;
+  }
+  void* frame_address() const noexcept { return handle_.address(); }
 
   // The task's Outcome. UsageError before the task finished.
   Outcome<T>& outcome() {

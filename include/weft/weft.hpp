@@ -1,6 +1,7 @@
 // Everything weft offers: #include <weft/weft.hpp>.
 #pragma once
 
+#include "weft/as_completed.hpp"
 #include "weft/cancellation.hpp"
 #include "weft/deadline.hpp"
 #include "weft/errors.hpp"
@@ -12,3 +13,5 @@
 #include "weft/task.hpp"
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"
+#include "weft/wait.hpp"
+#include "weft/wait_any.hpp"

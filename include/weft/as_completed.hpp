@@ -1,0 +1,196 @@
+// as_completed: spawn tasks into a TaskGroup and take their results in the order they finish.
+//
+//   co_await task_group([&](TaskGroup& tg) -> Task<void> {
+//     Completions<Page> pages = as_completed(tg, std::move(fetches));
+//     while (std::optional<Completed<Page>> c = co_await pages.next()) {
+//       if (c->outcome.has_value()) render(c->index, c->outcome.value());
+//       else log_failure(c->index, c->outcome.exception());
+//     }
+//   });
+//
+// as_completed() spawns every task into `tg` at once (UsageError as TaskGroup::spawn when
+// the group is cancelled or has ended). next() hands back one finished task at a time, with
+// its index in `tasks` and its Outcome, in completion order, and an empty optional once all
+// were handed out.
+// - A task's failure is handed to the caller in its Outcome instead of failing the group:
+//   the caller decides. Failures the caller never sees are not lost: when the Completions
+//   object is destroyed before handing everything out, the tasks still running are
+//   cancelled, and any that then fail for real (not with Cancelled) fail the group, which
+//   reports them in its ExceptionGroup as usual. The group awaits all of them.
+// - next() waits without holding a worker; it is cancellable: a cancelled caller gets
+//   Cancelled (level-triggered, even when a result is ready). One next() at a time
+//   (UsageError otherwise).
+// - A Completions object used after its group ended still hands out what had finished.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "weft/cancellation.hpp"
+#include "weft/detail/settled.hpp"
+#include "weft/detail/waiter.hpp"
+#include "weft/errors.hpp"
+#include "weft/outcome.hpp"
+#include "weft/task.hpp"
+#include "weft/task_group.hpp"
+
+namespace weft {
+
+template <class T>
+struct Completed {
+  std::size_t index;   // the task's position in the vector given to as_completed()
+  Outcome<T> outcome;  // how it finished
+};
+
+namespace detail {
+
+// Shared by the Completions object and the tasks' runners (each holds a reference).
+// Protocol: a runner that finishes appends its Completed under `mutex` and, if next() is
+// parked, claims and wakes it (Waiter protocol, this state as the primitive). next() takes
+// from `ready` under the same mutex or parks. Once the Completions object is gone
+// (`abandoned`), runners keep their results to themselves and rethrow real failures into
+// the group.
+template <class T>
+struct CompletionState {
+  explicit CompletionState(std::size_t n) : total(n) {}
+
+  // A runner's result; false when nobody will take it any more.
+  bool deliver(std::size_t index, Outcome<T>&& outcome) {
+    Waiter* wake = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (abandoned) return false;
+      ready.push_back(Completed<T>{index, std::move(outcome)});
+      if (parked != nullptr && parked->claim_for_wake()) {
+        wake = parked;
+        parked = nullptr;
+      }
+    }
+    if (wake != nullptr) resume_waiter(wake->scheduler, wake->handle);
+    return true;
+  }
+
+  static void leave(Waiter* w) noexcept {
+    auto* self = static_cast<CompletionState*>(w->primitive);
+    std::lock_guard<std::mutex> lock(self->mutex);
+    if (self->parked == w) self->parked = nullptr;
+  }
+
+  std::mutex mutex;
+  std::deque<Completed<T>> ready;  // guarded by mutex
+  std::size_t handed_out = 0;      // guarded by mutex
+  const std::size_t total;
+  Waiter* parked = nullptr;        // guarded by mutex
+  bool next_running = false;       // guarded by mutex
+  bool abandoned = false;          // guarded by mutex
+  CancellationSource cancel_rest;  // cancelled when the Completions object goes away
+};
+
+template <class T>
+Task<void> completion_runner(std::size_t index, Task<T> task,
+                             std::shared_ptr<CompletionState<T>> state) {
+  Outcome<T> outcome =
+      co_await settled(with_cancellation(state->cancel_rest.token(), std::move(task)));
+  if (!state->deliver(index, std::move(outcome))) {
+    // Nobody takes results any more: a real failure fails the group instead of vanishing.
+    if (outcome.has_exception() && !outcome.is_cancelled()) std::rethrow_exception(outcome.exception());
+  }
+}
+
+}  // namespace detail
+
+// The results of as_completed(), in completion order; see the top of this file.
+template <class T>
+class Completions {
+ public:
+  Completions(Completions&&) noexcept = default;
+  Completions& operator=(Completions&&) = delete;
+  Completions(const Completions&) = delete;
+  Completions& operator=(const Completions&) = delete;
+
+  // Cancels the tasks not yet handed out that are still running (their group awaits them).
+  ~Completions() {
+    if (state_ == nullptr) return;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      if (state_->handed_out + state_->ready.size() == state_->total) {
+        state_->abandoned = true;
+        return;
+      }
+      state_->abandoned = true;
+    }
+    state_->cancel_rest.cancel();
+  }
+
+  class NextAwaiter {
+   public:
+    explicit NextAwaiter(detail::CompletionState<T>& s) : state_(s) {}
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+      if (!waiter_.begin(h, &detail::CompletionState<T>::leave, &state_)) return false;
+      std::lock_guard<std::mutex> lock(state_.mutex);
+      if (state_.next_running) {
+        busy_ = true;
+        waiter_.satisfy_now();
+        return false;
+      }
+      if (!state_.ready.empty() || state_.handed_out == state_.total) {
+        waiter_.satisfy_now();  // unless a cancellation claimed it first
+        return false;
+      }
+      if (!waiter_.start_waiting()) return false;
+      state_.next_running = true;
+      state_.parked = &waiter_;
+      return true;
+    }
+    std::optional<Completed<T>> await_resume() {
+      const bool cancelled = waiter_.end();
+      std::lock_guard<std::mutex> lock(state_.mutex);
+      if (busy_) throw UsageError("Completions::next: another next() is still waiting");
+      state_.next_running = false;
+      if (cancelled) waiter_.throw_cancelled_here();
+      if (state_.ready.empty()) return std::nullopt;  // all handed out
+      std::optional<Completed<T>> c(std::move(state_.ready.front()));
+      state_.ready.pop_front();
+      ++state_.handed_out;
+      return c;
+    }
+
+   private:
+    detail::CompletionState<T>& state_;
+    detail::Waiter waiter_;
+    bool busy_ = false;
+  };
+
+  // co_await next() -> the next finished task, or nullopt once all were handed out.
+  NextAwaiter next() { return NextAwaiter(*state_); }
+
+  // How many tasks were given to as_completed().
+  std::size_t size() const noexcept { return state_->total; }
+
+ private:
+  template <class U>
+  friend Completions<U> as_completed(TaskGroup& group, std::vector<Task<U>> tasks);
+  explicit Completions(std::shared_ptr<detail::CompletionState<T>> s) : state_(std::move(s)) {}
+  std::shared_ptr<detail::CompletionState<T>> state_;
+};
+
+// Spawns `tasks` into `group` and returns their Completions; see the top of this file.
+template <class T>
+Completions<T> as_completed(TaskGroup& group, std::vector<Task<T>> tasks) {
+  for (const Task<T>& t : tasks) detail::require_fresh(t.handle(), "as_completed");
+  auto state = std::make_shared<detail::CompletionState<T>>(tasks.size());
+  Completions<T> completions(state);
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    (void)group.spawn(detail::completion_runner(i, std::move(tasks[i]), state));
+  return completions;
+}
+
+}  // namespace weft

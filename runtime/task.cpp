@@ -41,13 +41,6 @@ void throw_not_fresh(bool empty, const char* what) {
                                               : ": the Task was already started"));
 }
 
-void throw_cancelled() {
-  // A fresh object per delivery: with libstdc++ this is ~25% cheaper than rethrowing one
-  // shared exception_ptr (which allocates a dependent exception per throw and bumps the
-  // shared object's count, a cache line all the workers of a mass cancellation fight over).
-  throw Cancelled{};
-}
-
 bool is_cancelled_exception(const std::exception_ptr& e) noexcept {
   if (!e) return false;
 #if defined(__GLIBCXX__)

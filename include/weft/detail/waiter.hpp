@@ -101,7 +101,7 @@ struct Waiter : CancelCallbackNode {
   }
 
   // Throws Cancelled into the awaiting task.
-  [[noreturn]] void throw_cancelled_here() const {
+  [[noreturn, gnu::always_inline]] void throw_cancelled_here() const {
     if (promise != nullptr) promise->saw_cancelled = true;
     throw_cancelled();
   }

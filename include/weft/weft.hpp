@@ -9,6 +9,7 @@
 #include "weft/outcome.hpp"
 #include "weft/runtime.hpp"
 #include "weft/safe_gather.hpp"
+#include "weft/semaphore.hpp"
 #include "weft/task.hpp"
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"

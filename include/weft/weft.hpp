@@ -13,3 +13,4 @@
 #include "weft/task.hpp"
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"
+#include "weft/to_thread.hpp"

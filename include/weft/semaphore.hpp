@@ -54,7 +54,8 @@ namespace weft {
 class Semaphore;
 
 // Permits taken from a Semaphore, released when the permit is destroyed or release()d.
-// Move-only; a moved-from or empty permit holds nothing.
+// Move-only; a moved-from or empty permit holds nothing. Keep it in a variable: a discarded
+// `co_await sem.acquire();` releases the permits at once ([[nodiscard]]: clang warns).
 //
 //   SemaphorePermit p = co_await sem.acquire(2);
 //   ...

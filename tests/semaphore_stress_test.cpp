@@ -152,8 +152,9 @@ int run_with_sources_cancelled_from_a_thread(Runtime& rt, Semaphore& sem, Census
     for (long k = 0; k < kCancelsPlanned; ++k) {
       sources[pick.below(kTasks)].cancel();
       census.cancels_issued.fetch_add(1, std::memory_order_relaxed);
-      for (volatile std::uint64_t spin = pick.below(200); spin > 0; spin = spin - 1) {
-      }
+      // A busy wait the compiler keeps (the fence is a compiler barrier).
+      for (std::uint64_t spin = pick.below(200); spin > 0; --spin)
+        std::atomic_signal_fence(std::memory_order_seq_cst);
       if (pick.below(64) == 0) std::this_thread::yield();
     }
   });

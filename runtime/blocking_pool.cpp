@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 
+#include <cstdio>
+#include <exception>
 #include <system_error>
 #include <utility>
 
@@ -11,6 +13,11 @@
 #include "weft/errors.hpp"
 
 namespace weft::detail {
+namespace {
+// The pool whose thread this is (null elsewhere): shutdown() from one of its own threads
+// would join itself.
+thread_local const BlockingPool* tl_pool = nullptr;
+}  // namespace
 
 void BlockingJob::complete() noexcept {
   // Acquire on failure: see a cancellation's CAS before giving up.
@@ -84,6 +91,7 @@ void BlockingPool::start_thread_locked() {
 void BlockingPool::run_thread(ThreadList::iterator self) {
   // Linux thread names hold 15 characters.
   pthread_setname_np(pthread_self(), thread_name_.substr(0, 15).c_str());
+  tl_pool = this;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     if (head_ == nullptr) {
@@ -118,6 +126,12 @@ void BlockingPool::run_thread(ThreadList::iterator self) {
 }
 
 void BlockingPool::shutdown() noexcept {
+  if (tl_pool == this) {
+    // Joining the pool from one of its calls would wait for that call forever. Not throwable
+    // from ~Runtime, and going on would be a use-after-free: stop loudly.
+    std::fputs("weft: a Runtime was destroyed by a call running on its own blocking pool\n", stderr);
+    std::terminate();
+  }
   ThreadList running;
   std::vector<std::thread> exited;
   {

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <deque>
 #include <exception>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,9 @@ std::string mode_name(CancelMode mode) {
   }
   return "unknown";
 }
+
+// For gtest's messages.
+void PrintTo(CancelMode mode, std::ostream* os) { *os << mode_name(mode); }
 
 // What the tasks saw, and the holders' invariant.
 struct Census {

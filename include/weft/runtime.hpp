@@ -74,8 +74,8 @@ class Runtime {
   // on the blocking pool to return (their awaiters have ended, their results are dropped;
   // calls still queued run too, unless their awaiters were cancelled), then joins the
   // threads. So a blocking call that never returns keeps ~Runtime waiting. Calling it from
-  // one of this runtime's own workers would deadlock: that is reported and the process
-  // terminates.
+  // one of this runtime's own workers or blocking-pool threads would deadlock: that is
+  // reported and the process terminates.
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;

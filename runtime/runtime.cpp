@@ -22,8 +22,16 @@ WorkerStats RuntimeStats::total() const {
   return sum;
 }
 
+namespace {
+const RuntimeOptions& validated(const RuntimeOptions& options) {
+  if (options.max_blocking_threads == 0)
+    throw UsageError("RuntimeOptions::max_blocking_threads must be at least 1");
+  return options;
+}
+}  // namespace
+
 Runtime::Runtime(RuntimeOptions options)
-    : scheduler_(std::make_unique<detail::Scheduler>(options)) {}
+    : scheduler_(std::make_unique<detail::Scheduler>(validated(options))) {}
 
 Runtime::~Runtime() {
   if (on_worker_thread()) {

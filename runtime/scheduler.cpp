@@ -43,7 +43,8 @@ inline std::uint64_t next_random(std::uint64_t& state) noexcept {
 
 void prepare_parking();  // parking.cpp
 
-Scheduler::Scheduler(const RuntimeOptions& options) {
+Scheduler::Scheduler(const RuntimeOptions& options)
+    : blocking_(options.name + "-blk", options.max_blocking_threads, options.blocking_keep_alive) {
   prepare_parking();
   unsigned n = options.workers != 0 ? options.workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
@@ -54,6 +55,8 @@ Scheduler::Scheduler(const RuntimeOptions& options) {
 }
 
 Scheduler::~Scheduler() {
+  // First, while the workers still run: a call that ends may still have a task to resume.
+  blocking_.shutdown();
   stopping_.store(true, std::memory_order_seq_cst);
   // Orders the store before wake_all()'s loads of park_state (Dekker with park()'s S1/S4).
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -232,6 +235,7 @@ RuntimeStats Scheduler::stats() const {
                                       c.parks.load(std::memory_order_relaxed)});
   }
   out.frame_heap_allocations = frame_heap_allocations();
+  out.blocking_threads = blocking_.live_threads();
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_pool.hpp"
 #include "injection_queue.hpp"
 #include "weft/detail/root.hpp"
 #include "weft/detail/worker.hpp"
@@ -20,7 +21,8 @@ namespace weft::detail {
 class Scheduler {
  public:
   explicit Scheduler(const RuntimeOptions& options);
-  // Stops and joins the workers. Every root must have finished (see shutdown()).
+  // Drains and joins the blocking pool, then stops and joins the workers. Every root must
+  // have finished (see cancel_roots_and_wait()).
   ~Scheduler();
 
   unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
@@ -37,6 +39,9 @@ class Scheduler {
   void cancel_roots_and_wait();
 
   RuntimeStats stats() const;
+
+  // The to_thread pool (blocking_pool.hpp).
+  BlockingPool& blocking_pool() noexcept { return blocking_; }
 
   // parking.cpp
   void wake_one(Worker* publisher) noexcept;
@@ -56,6 +61,7 @@ class Scheduler {
   // seq_cst: checked by a parking worker after announcing itself, set before wake_all().
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;
+  BlockingPool blocking_;
 
   std::mutex roots_mutex_;
   std::condition_variable roots_done_;

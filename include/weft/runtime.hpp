@@ -28,11 +28,18 @@ namespace weft {
 
 using Duration = std::chrono::steady_clock::duration;
 
+// How long a to_thread pool thread waits idle for another call before it exits. tokio's
+// default too: a burst of blocking calls reuses its threads, an idle process gives their
+// stacks back within seconds.
+inline constexpr std::chrono::seconds kDefaultBlockingKeepAlive{10};
+
 struct RuntimeOptions {
   unsigned workers = 0;                 // 0: std::thread::hardware_concurrency()
   bool pin_workers = false;             // worker i pinned to CPU i (mod the CPU count)
-  unsigned max_blocking_threads = 512;  // bound of the to_thread pool
+  unsigned max_blocking_threads = 512;  // bound of the to_thread pool (at least 1)
   std::string name = "weft";            // thread names: weft-w0, weft-w1, ..., weft-blk
+  // An idle to_thread pool thread exits after this long.
+  Duration blocking_keep_alive = kDefaultBlockingKeepAlive;
 };
 
 // Counters kept by each worker; each is one relaxed load and store on the owner's own cache
@@ -50,6 +57,8 @@ struct RuntimeStats {
   // Coroutine frames that came from the heap rather than a worker's frame cache, process
   // wide. Constant while a program runs in steady state.
   std::uint64_t frame_heap_allocations = 0;
+  // Threads of the to_thread pool alive now, busy or idle.
+  unsigned blocking_threads = 0;
   WorkerStats total() const;
 };
 
@@ -58,9 +67,15 @@ class Future;
 
 class Runtime {
  public:
+  // Starts the workers; the to_thread pool starts threads on demand. Throws UsageError when
+  // max_blocking_threads is 0 (to_thread could never run).
   explicit Runtime(RuntimeOptions options = {});
-  // Cancels what still runs, waits for it, joins the threads. Calling it from one of this
-  // runtime's own workers would deadlock: that is reported and the process terminates.
+  // Cancels what still runs, waits for it, then waits for every to_thread call still running
+  // on the blocking pool to return (their awaiters have ended, their results are dropped;
+  // calls still queued run too, unless their awaiters were cancelled), then joins the
+  // threads. So a blocking call that never returns keeps ~Runtime waiting. Calling it from
+  // one of this runtime's own workers or blocking-pool threads would deadlock: that is
+  // reported and the process terminates.
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;

@@ -43,7 +43,7 @@ inline std::uint64_t next_random(std::uint64_t& state) noexcept {
 
 void prepare_parking();  // parking.cpp
 
-Scheduler::Scheduler(const RuntimeOptions& options) {
+Scheduler::Scheduler(const RuntimeOptions& options) : timers_(options.name + "-tmr") {
   prepare_parking();
   unsigned n = options.workers != 0 ? options.workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
@@ -54,6 +54,9 @@ Scheduler::Scheduler(const RuntimeOptions& options) {
 }
 
 Scheduler::~Scheduler() {
+  // Every task has ended, so no timer is armed; a callback may still be returning from its
+  // last injection.
+  timers_.stop();
   stopping_.store(true, std::memory_order_seq_cst);
   // Orders the store before wake_all()'s loads of park_state (Dekker with park()'s S1/S4).
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -232,6 +235,7 @@ RuntimeStats Scheduler::stats() const {
                                       c.parks.load(std::memory_order_relaxed)});
   }
   out.frame_heap_allocations = frame_heap_allocations();
+  out.timers_armed = timers_.armed();
   return out;
 }
 

@@ -12,6 +12,7 @@
 
 #include "injection_queue.hpp"
 #include "weft/detail/root.hpp"
+#include "weft/detail/timer_service.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/runtime.hpp"
 
@@ -20,7 +21,8 @@ namespace weft::detail {
 class Scheduler {
  public:
   explicit Scheduler(const RuntimeOptions& options);
-  // Stops and joins the workers. Every root must have finished (see shutdown()).
+  // Stops and joins the timer thread, then the workers. Every root must have finished (see
+  // cancel_roots_and_wait()).
   ~Scheduler();
 
   unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
@@ -37,6 +39,9 @@ class Scheduler {
   void cancel_roots_and_wait();
 
   RuntimeStats stats() const;
+
+  // Sleeps, timeouts and timed gathers of this runtime's tasks.
+  TimerService& timers() noexcept { return timers_; }
 
   // parking.cpp
   void wake_one(Worker* publisher) noexcept;
@@ -62,6 +67,9 @@ class Scheduler {
   RootStateBase* roots_ = nullptr;  // intrusive list, guarded by roots_mutex_
   std::size_t live_roots_ = 0;      // guarded by roots_mutex_
   bool closing_ = false;            // guarded by roots_mutex_
+
+  // Its thread fires into the injection queue, so it stops before the workers do.
+  TimerService timers_;
 };
 
 }  // namespace weft::detail

@@ -50,6 +50,9 @@ struct RuntimeStats {
   // Coroutine frames that came from the heap rather than a worker's frame cache, process
   // wide. Constant while a program runs in steady state.
   std::uint64_t frame_heap_allocations = 0;
+  // Timers armed now on this runtime: sleeping tasks, timeouts and timed gathers waiting for
+  // their deadline. Zero once they have all fired or been cancelled.
+  std::uint64_t timers_armed = 0;
   WorkerStats total() const;
 };
 

@@ -9,6 +9,8 @@
 #include "weft/outcome.hpp"
 #include "weft/runtime.hpp"
 #include "weft/safe_gather.hpp"
+#include "weft/sleep.hpp"
 #include "weft/task.hpp"
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"
+#include "weft/timeout.hpp"

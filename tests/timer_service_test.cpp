@@ -117,6 +117,7 @@ TEST(TimerService, TimersFireInDeadlineOrder) {
     std::lock_guard<std::mutex> lock(order_mutex);
     return order.size() == kTimers;
   }));
+  timers.stop();  // every callback has returned: the probes may go
   for (int i = 0; i < kTimers; ++i) EXPECT_EQ(order[i], expected[i].second) << i;
 }
 

@@ -3,7 +3,8 @@
 //   lateness/sleepers:N   N tasks on an idle 2-worker runtime each sleep_until() a deadline
 //                         1-5 ms ahead, 100 rounds per iteration; lateness = the time the task
 //                         resumed minus its deadline. Counters p50_us, p99_us, max_us (target:
-//                         p99 under 1 ms).
+//                         p99 under 1 ms). lateness_os_thread: the same for a plain thread's
+//                         std::this_thread::sleep_until(), the floor under the same load.
 //   million_sleepers      1,000,000 concurrent sleep_for(1 s + up to 100 ms) tasks in one
 //                         vector safe_gather. Counters: peak_armed (timers armed at once, seen
 //                         by polling), peak_rss_mib (the process's peak RSS while they slept,
@@ -87,6 +88,30 @@ BENCHMARK(BM_TimerLateness)
     ->ArgName("sleepers")
     ->Arg(1)
     ->Arg(100)
+    ->Iterations(10)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The floor for the numbers above: a plain thread's std::this_thread::sleep_until() lateness
+// under the same load (the OS's own wake-up latency, with the default timer slack).
+void BM_ThreadSleepLateness(benchmark::State& state) {
+  LatencyStats stats;
+  std::uint64_t rng = 0x9e3779b97f4a7c15ULL;
+  for (auto _ : state) {
+    for (int r = 0; r < kLatenessRounds; ++r) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      const auto deadline = steady_clock::now() + microseconds(1000 + rng % 4000);
+      std::this_thread::sleep_until(deadline);
+      stats.samples_us.push_back(
+          duration<double, std::micro>(steady_clock::now() - deadline).count());
+    }
+  }
+  stats.report(state);
+}
+BENCHMARK(BM_ThreadSleepLateness)
+    ->Name("lateness_os_thread")
     ->Iterations(10)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);

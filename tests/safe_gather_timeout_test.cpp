@@ -72,6 +72,24 @@ Task<int> fail_after(Duration d, int id, Endings& e) {
 
 Task<Deadline> deadline_here() { co_return co_await this_task::deadline(); }
 
+// Finishes without suspending.
+Task<int> value_now(int v, Endings& e) {
+  e.started.fetch_add(1);
+  e.finished.fetch_add(1);
+  co_return v;
+}
+Task<int> fail_now(int id, Endings& e) {
+  e.started.fetch_add(1);
+  e.finished.fetch_add(1);
+  throw TaskError(id);
+  co_return 0;
+}
+
+// Deadlines are short when nothing depends on the children having started, and kStartMargin
+// when something does: the children must start (and the quick ones finish) before the
+// deadline, also on a loaded machine.
+constexpr auto kStartMargin = 200ms;
+
 // ----------------------------------------------------------------------------------------------
 // fail-fast
 
@@ -99,11 +117,11 @@ TEST(SafeGatherTimeout, AFailFastGatherPastItsTimeoutCancelsAwaitsAndThrowsTimeo
   Endings e;
   const auto start = Clock::now();
   EXPECT_THROW(rt.block_on([](Endings& e) -> Task<void> {
-    co_await safe_gather(GatherOptions{.timeout = 20ms}, value_of(1), value_after(1h, 2, e),
-                         value_after(1h, 3, e));
+    co_await safe_gather(GatherOptions{.timeout = kStartMargin}, value_of(1),
+                         value_after(1h, 2, e), value_after(1h, 3, e));
   }(e)),
                TimeoutError);
-  EXPECT_GE(Clock::now() - start, 20ms);
+  EXPECT_GE(Clock::now() - start, kStartMargin);
   EXPECT_EQ(e.started.load(), 2);
   EXPECT_EQ(e.finished.load(), 2);  // awaited before the gather threw
   EXPECT_EQ(e.cancelled.load(), 2);
@@ -115,12 +133,13 @@ TEST(SafeGatherTimeout, AFailFastVectorGatherPastItsTimeoutThrowsTimeoutError) {
   Endings e;
   EXPECT_THROW(rt.block_on([](Endings& e) -> Task<void> {
     std::vector<Task<int>> tasks;
-    for (int i = 0; i < 20; ++i) tasks.push_back(value_after(i % 2 == 0 ? 0s : 1h, i, e));
+    for (int i = 0; i < 20; ++i) tasks.push_back(i % 2 == 0 ? value_now(i, e) : value_after(1h, i, e));
     co_await safe_gather(GatherOptions{.timeout = 10ms}, std::move(tasks));
   }(e)),
                TimeoutError);
-  EXPECT_EQ(e.finished.load(), 20);
-  EXPECT_EQ(e.cancelled.load(), 10);
+  // Every child that started has finished (some may not have started before the deadline).
+  EXPECT_EQ(e.finished.load(), e.started.load());
+  EXPECT_LE(e.cancelled.load(), 10);
 }
 
 TEST(SafeGatherTimeout, ARealFailureBeforeTheTimeoutIsRethrownAsItself) {
@@ -190,9 +209,9 @@ TEST(SafeGatherTimeout, ReturnExceptionsKeepsFinishedResultsAndReportsTheRestAsT
   auto [fast, failed, slow, slow_void] = rt.block_on(
       [](Endings& e)
           -> Task<std::tuple<Outcome<int>, Outcome<int>, Outcome<int>, Outcome<void>>> {
-        co_return co_await safe_gather(return_exceptions, GatherOptions{.timeout = 20ms},
-                                       value_after(0s, 1, e), fail_after(0s, 7, e),
-                                       value_after(1h, 3, e), void_after(1h, e));
+        co_return co_await safe_gather(return_exceptions, GatherOptions{.timeout = kStartMargin},
+                                       value_now(1, e), fail_now(7, e), value_after(1h, 3, e),
+                                       void_after(1h, e));
       }(e));
   ASSERT_TRUE(fast.has_value());
   EXPECT_EQ(fast.value(), 1);
@@ -212,8 +231,9 @@ TEST(SafeGatherTimeout, AVectorGatherWithReturnExceptionsReportsTheLateOnesAsTim
   const std::vector<Outcome<int>> outcomes =
       rt.block_on([](Endings& e) -> Task<std::vector<Outcome<int>>> {
         std::vector<Task<int>> tasks;
-        for (int i = 0; i < 20; ++i) tasks.push_back(value_after(i % 2 == 0 ? 0s : 1h, i, e));
-        co_return co_await safe_gather(return_exceptions, GatherOptions{.timeout = 10ms},
+        for (int i = 0; i < 20; ++i)
+          tasks.push_back(i % 2 == 0 ? value_now(i, e) : value_after(1h, i, e));
+        co_return co_await safe_gather(return_exceptions, GatherOptions{.timeout = kStartMargin},
                                        std::move(tasks));
       }(e));
   ASSERT_EQ(outcomes.size(), 20u);
@@ -325,7 +345,7 @@ TEST(SafeGatherTimeout, AGatherTimeoutLaterThanTheDeadlineInForceArmsNoTimerAndT
       throw;
     }
   };
-  EXPECT_THROW(rt.block_on(weft::timeout(20ms, body())), TimeoutError);
+  EXPECT_THROW(rt.block_on(weft::timeout(kStartMargin, body())), TimeoutError);
   EXPECT_EQ(armed_inside, 1u);  // the outer timeout's timer only
   ASSERT_TRUE(gather_saw_cancelled.has_value());
   EXPECT_TRUE(*gather_saw_cancelled);

@@ -87,11 +87,13 @@ TEST(Sleep, TheDurationCountsFromWhenTheSleepStartsNotFromWhenItIsCreated) {
 
 TEST(Sleep, SleepersOnOneWorkerWakeInDeadlineOrder) {
   // The timer thread fires in deadline order and one worker runs what it injects in order.
+  // Absolute deadlines: the sleepers start one after another.
   Runtime rt({.workers = 1});
   std::vector<int> order;
   rt.block_on([](std::vector<int>& order) -> Task<void> {
-    auto sleeper = [&order](int ms) -> Task<void> {
-      co_await weft::sleep_for(std::chrono::milliseconds(ms));
+    const auto base = Clock::now() + 5ms;
+    auto sleeper = [&order, base](int ms) -> Task<void> {
+      co_await weft::sleep_until(base + std::chrono::milliseconds(ms));
       order.push_back(ms);
     };
     std::vector<Task<void>> sleepers;

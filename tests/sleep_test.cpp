@@ -87,11 +87,12 @@ TEST(Sleep, TheDurationCountsFromWhenTheSleepStartsNotFromWhenItIsCreated) {
 
 TEST(Sleep, SleepersOnOneWorkerWakeInDeadlineOrder) {
   // The timer thread fires in deadline order and one worker runs what it injects in order.
-  // Absolute deadlines: the sleepers start one after another.
+  // Absolute deadlines, far enough ahead that every sleeper has parked before the first one
+  // (the sleepers start one after another, and a deadline already past does not park).
   Runtime rt({.workers = 1});
   std::vector<int> order;
   rt.block_on([](std::vector<int>& order) -> Task<void> {
-    const auto base = Clock::now() + 5ms;
+    const auto base = Clock::now() + 200ms;
     auto sleeper = [&order, base](int ms) -> Task<void> {
       co_await weft::sleep_until(base + std::chrono::milliseconds(ms));
       order.push_back(ms);

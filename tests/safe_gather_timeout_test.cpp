@@ -365,4 +365,19 @@ TEST(SafeGatherTimeout, AGatherTimeoutInsideATimeoutReportsItselfOnly) {
   EXPECT_EQ(rt.block_on(weft::timeout(1h, body())), 1);
 }
 
+weft_test::Eager timed_gather_outside_a_runtime(std::exception_ptr& error) {
+  try {
+    co_await safe_gather(GatherOptions{.timeout = 1s}, value_of(1));
+  } catch (...) {
+    error = std::current_exception();
+  }
+}
+
+TEST(SafeGatherTimeout, ATimedGatherOutsideARuntimeIsAUsageError) {
+  std::exception_ptr error;
+  timed_gather_outside_a_runtime(error);
+  ASSERT_TRUE(error);
+  EXPECT_THROW(std::rethrow_exception(error), weft::UsageError);
+}
+
 }  // namespace

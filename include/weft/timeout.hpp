@@ -26,6 +26,9 @@
 //   is called.
 // - shield() inside a timeout is immune to it (Trio's rule): a shielded task sees neither the
 //   outer cancellation nor the outer deadline, but a timeout inside the shield applies.
+// - The cancellation runs on the runtime's timer thread: a CancellationCallback registered
+//   on a token inside the timed task runs there, and a slow one delays every later timer of
+//   the runtime (keep them short, as any cancellation callback should be).
 // - Costs: one coroutine frame, and a timer on the runtime's timer service (O(log n) arm and
 //   disarm) only when the new deadline is earlier than the one in force.
 // Must be awaited from a task running on a weft runtime (UsageError otherwise).

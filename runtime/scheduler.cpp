@@ -44,7 +44,8 @@ inline std::uint64_t next_random(std::uint64_t& state) noexcept {
 void prepare_parking();  // parking.cpp
 
 Scheduler::Scheduler(const RuntimeOptions& options)
-    : blocking_(options.name + "-blk", options.max_blocking_threads, options.blocking_keep_alive) {
+    : blocking_(options.name + "-blk", options.max_blocking_threads, options.blocking_keep_alive),
+      timers_(options.name + "-tmr") {
   prepare_parking();
   unsigned n = options.workers != 0 ? options.workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
@@ -57,6 +58,9 @@ Scheduler::Scheduler(const RuntimeOptions& options)
 Scheduler::~Scheduler() {
   // First, while the workers still run: a call that ends may still have a task to resume.
   blocking_.shutdown();
+  // Every task has ended, so no timer is armed; a callback may still be returning from its
+  // last injection.
+  timers_.stop();
   stopping_.store(true, std::memory_order_seq_cst);
   // Orders the store before wake_all()'s loads of park_state (Dekker with park()'s S1/S4).
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -236,6 +240,7 @@ RuntimeStats Scheduler::stats() const {
   }
   out.frame_heap_allocations = frame_heap_allocations();
   out.blocking_threads = blocking_.live_threads();
+  out.timers_armed = timers_.armed();
   return out;
 }
 

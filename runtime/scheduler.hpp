@@ -13,6 +13,7 @@
 #include "blocking_pool.hpp"
 #include "injection_queue.hpp"
 #include "weft/detail/root.hpp"
+#include "weft/detail/timer_service.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/runtime.hpp"
 
@@ -21,8 +22,8 @@ namespace weft::detail {
 class Scheduler {
  public:
   explicit Scheduler(const RuntimeOptions& options);
-  // Drains and joins the blocking pool, then stops and joins the workers. Every root must
-  // have finished (see cancel_roots_and_wait()).
+  // Drains and joins the blocking pool, stops and joins the timer thread, then stops and
+  // joins the workers. Every root must have finished (see cancel_roots_and_wait()).
   ~Scheduler();
 
   unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
@@ -42,6 +43,8 @@ class Scheduler {
 
   // The to_thread pool (blocking_pool.hpp).
   BlockingPool& blocking_pool() noexcept { return blocking_; }
+  // Sleeps, timeouts and timed gathers of this runtime's tasks.
+  TimerService& timers() noexcept { return timers_; }
 
   // parking.cpp
   void wake_one(Worker* publisher) noexcept;
@@ -68,6 +71,9 @@ class Scheduler {
   RootStateBase* roots_ = nullptr;  // intrusive list, guarded by roots_mutex_
   std::size_t live_roots_ = 0;      // guarded by roots_mutex_
   bool closing_ = false;            // guarded by roots_mutex_
+
+  // Its thread fires into the injection queue, so it stops before the workers do.
+  TimerService timers_;
 };
 
 }  // namespace weft::detail

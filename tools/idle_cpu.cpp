@@ -3,7 +3,8 @@
 //   weft_idle_cpu [seconds=1] [workers=2] [limit_ms_per_s=20]
 //
 // Creates a Runtime, runs one small task (so every worker has started, searched and gone
-// idle), then sleeps for the given time and measures the process CPU time consumed meanwhile
+// idle) and one short sleep (so the timer thread has started, fired and gone idle), then
+// sleeps for the given time and measures the process CPU time consumed meanwhile
 // (CLOCK_PROCESS_CPUTIME_ID: every thread, user and system). Prints milliseconds of CPU per
 // second of idle time, and exits 1 when that is above the limit (workers that spin instead of
 // parking), 0 otherwise.
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "weft_idle_cpu: fib(15) = %ld, expected 610\n", r);
     return 2;
   }
+  rt.block_on(weft::sleep_for(std::chrono::milliseconds(1)));
 
   const auto wall0 = std::chrono::steady_clock::now();
   const double cpu0 = process_cpu_seconds();

@@ -178,8 +178,11 @@ Task<T> with_cancellation(CancellationToken token, Task<T> task) {
 }
 
 // Runs `task` immune to the caller's cancellation, even when awaited by an already-cancelled
-// task: for cleanup that must finish. Deadlines and cancellations set up inside `task` still
-// apply. The caller sees its own cancellation at its next suspension point after the await.
+// task: for cleanup that must finish. It is immune to the caller's deadlines too (Trio's
+// rule): this_task::deadline() inside is Deadline::never() and an enclosing timeout() that
+// expires does not cancel it (its value, once it returns, is kept). Deadlines and
+// cancellations set up inside `task` still apply. The caller sees its own cancellation at its
+// next suspension point after the await.
 //
 //   catch (const Cancelled&) { co_await shield(flush_journal()); throw; }
 template <class T>

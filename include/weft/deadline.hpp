@@ -3,7 +3,8 @@
 //   auto d = Deadline::after(250ms);
 //   if (d.expired()) ...;  d.remaining();  Deadline::never().remaining() == Duration::max()
 //
-// Saturating: Deadline::after(Duration::max()) or any sum past the clock's range is never().
+// Saturating: Deadline::after(Duration::max()) or any sum past the clock's range is never();
+// one before its start is time_point::min() (expired).
 #pragma once
 
 #include <chrono>
@@ -21,10 +22,14 @@ class Deadline {
   template <class Rep, class Period>
   static Deadline after(std::chrono::duration<Rep, Period> d) {
     const Clock::time_point now = Clock::now();
+    // The sum is formed in long double (a 64-bit mantissa: exact for every tick count), so
+    // that neither `d` nor now + d can overflow before it is compared with the clock's range.
     using Wide = std::chrono::duration<long double, Clock::period>;
-    const Wide wide = std::chrono::duration_cast<Wide>(d);
-    if (wide >= Wide(Clock::time_point::max() - now)) return never();
-    if (wide <= Wide(Clock::time_point::min() - now)) return Deadline(Clock::time_point::min());
+    const Wide target = Wide(now.time_since_epoch()) + std::chrono::duration_cast<Wide>(d);
+    if (target != target) return never();  // NaN: no meaningful deadline
+    if (target >= Wide(Clock::time_point::max().time_since_epoch())) return never();
+    if (target <= Wide(Clock::time_point::min().time_since_epoch()))
+      return Deadline(Clock::time_point::min());
     return Deadline(now + std::chrono::duration_cast<Duration>(d));
   }
   static Deadline at(Clock::time_point t) { return Deadline(t); }

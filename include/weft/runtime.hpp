@@ -59,6 +59,9 @@ struct RuntimeStats {
   std::uint64_t frame_heap_allocations = 0;
   // Threads of the to_thread pool alive now, busy or idle.
   unsigned blocking_threads = 0;
+  // Timers armed now on this runtime: sleeping tasks, timeouts and timed gathers waiting for
+  // their deadline. Zero once they have all fired or been cancelled.
+  std::uint64_t timers_armed = 0;
   WorkerStats total() const;
 };
 

@@ -17,15 +17,30 @@
 // return_exceptions: a failure cancels nothing; every task's Outcome (a value or an exception)
 // comes back.
 //
+// GatherOptions{.timeout = d} (either mode, either form): the gather's scope gets a deadline
+// `d` after the gather starts (children inherit it: this_task::deadline()). When it passes,
+// the unfinished tasks are cancelled and awaited; then a fail-fast gather throws TimeoutError
+// (unless a task had already failed with a real error: that one is rethrown as itself), and a
+// return_exceptions gather returns the finished results as they are and TimeoutError as the
+// Outcome of each task the deadline cancelled. Results of tasks that finished before the
+// deadline are never lost. A timeout of zero or less starts nothing: TimeoutError, or every
+// Outcome a TimeoutError. Duration::max() (the default) means no timeout.
+//
+//   auto [a, b] = co_await safe_gather(GatherOptions{.timeout = 2s}, ping(a), ping(b));
+//   auto outcomes = co_await safe_gather(return_exceptions, GatherOptions{.timeout = 2s},
+//                                        std::move(uploads));  // late ones: is_timeout()
+//
 // In every mode, if the caller is cancelled the tasks are cancelled and awaited and the gather
 // throws Cancelled (unless every task had finished successfully before the cancellation
 // reached it: then the results are returned, and the caller's next suspension point throws);
-// a caller already cancelled starts nothing.
+// a caller already cancelled starts nothing. A timeout never hides the caller's cancellation:
+// Cancelled wins over TimeoutError.
 //
 // The spawn and join path takes no lock and allocates nothing: the join state and the scope
 // live in the awaiting coroutine's frame, children's frames come from the recycling frame
 // allocator, and children that run on the calling worker are counted without atomics
-// (detail/join_state.hpp). Must be awaited from a task running on a weft runtime (UsageError
+// (detail/join_state.hpp). A timed gather adds a timer on the runtime's timer service (one
+// O(log n) arm and disarm). Must be awaited from a task running on a weft runtime (UsageError
 // otherwise).
 #pragma once
 
@@ -36,8 +51,11 @@
 #include <utility>
 #include <vector>
 
+#include "weft/deadline.hpp"
 #include "weft/detail/cancel_state.hpp"
+#include "weft/detail/deadline_timer.hpp"
 #include "weft/detail/join_state.hpp"
+#include "weft/detail/timer_service.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/outcome.hpp"
 #include "weft/task.hpp"
@@ -49,6 +67,13 @@ struct return_exceptions_t {
   explicit constexpr return_exceptions_t() = default;
 };
 inline constexpr return_exceptions_t return_exceptions{};
+
+// Options of a gather (see the top of this file).
+struct GatherOptions {
+  // Cancel what is unfinished this long after the gather starts, and report TimeoutError.
+  // Duration::max(): no timeout.
+  Duration timeout = Duration::max();
+};
 
 namespace detail {
 
@@ -72,10 +97,13 @@ struct ForkJoin {
   // Wires `n` fresh children (`child(i)` -> ChildRef) to the join and to a new scope below the
   // awaiting task's, pushes children n..2 onto the current worker's deque (so that child 2 is
   // popped first) and returns child 1, into which the awaiting coroutine transfers.
-  template <class P, class ChildAt>
+  // `before_start()` runs once the scope has its parent and before anything has started (a
+  // timed gather sets its deadline and arms its timer there); it may throw.
+  template <class P, class ChildAt, class BeforeStart>
   [[gnu::always_inline]] inline std::coroutine_handle<> fork(std::coroutine_handle<P> caller,
                                                             std::uint32_t n, bool fail_fast,
-                                                            ChildAt child) {
+                                                            ChildAt child,
+                                                            BeforeStart before_start) {
     awaiting = weft_promise_of(caller);
     scope.adopt_parent(awaiting != nullptr ? awaiting->cancel : nullptr);
     // The caller's check, through the new scope: same epoch test, one walk if needed.
@@ -84,6 +112,7 @@ struct ForkJoin {
     Worker* w = tl_worker;
     if (w == nullptr)
       throw UsageError("safe_gather must be awaited from a task running on a weft runtime");
+    before_start();
     if (fail_fast) join.cancel_on_failure = &scope;
     join.start(caller, *w, n);
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -108,6 +137,17 @@ struct ForkJoin {
     if (PromiseBase* failed = join.first_failure.load(std::memory_order_relaxed)) [[unlikely]]
       rethrow_into(awaiting, failed->exception);
   }
+  // Fail-fast ending of a timed gather: as rethrow_failure(), but a Cancelled that the gather's
+  // own deadline caused is a TimeoutError.
+  template <class Timer>
+  void rethrow_failure_or_timeout(const Timer& timer) {
+    resume_in(awaiting);
+    // Relaxed: as in rethrow_failure().
+    if (PromiseBase* failed = join.first_failure.load(std::memory_order_relaxed)) [[unlikely]] {
+      if (timer.timed_out() && is_cancelled_exception(failed->exception)) throw TimeoutError();
+      rethrow_into(awaiting, failed->exception);
+    }
+  }
   // return_exceptions ending: the children's Cancelled are outcomes like any other, so the
   // caller's own cancellation is checked here.
   void throw_if_caller_cancelled() {
@@ -116,6 +156,59 @@ struct ForkJoin {
   }
 };
 
+// The timeout of a timed gather (GatherOptions::timeout): a deadline on the gather's scope
+// and a DeadlineTimer that cancels it (detail/deadline_timer.hpp has the protocol).
+class GatherTimer {
+ public:
+  explicit GatherTimer(Duration timeout) noexcept : timeout_(timeout) {}
+
+  // In await_suspend, before the fork: true when the timeout is zero or less and the gather
+  // must start nothing. The caller's cancellation (Cancelled) and a missing runtime
+  // (UsageError) are reported first, as by an untimed gather.
+  bool expires_before_start(PromiseBase* awaiting) {
+    if (timeout_ > Duration::zero()) return false;
+    check_cancelled(awaiting);
+    (void)current_timer_service("safe_gather");
+    expired_at_start_ = true;
+    return true;
+  }
+  // The fork's before_start(): the scope has its parent, no child has started.
+  void start(CancelState& scope) {
+    const TimePoint when = Deadline::after(timeout_).time();
+    if (when >= scope.deadline()) return;  // the deadline in force comes first (or none)
+    scope.restrict_deadline(when);
+    timer_.arm(current_timer_service("safe_gather"), scope, when);
+  }
+  // First thing in await_resume: afterwards the timer is off and timed_out() is final.
+  void finish() noexcept { timer_.disarm(); }
+
+  bool expired_at_start() const noexcept { return expired_at_start_; }
+  // The deadline cancelled the gather, and the caller is not cancelled.
+  bool timed_out() const noexcept { return timer_.timed_out(); }
+
+ private:
+  Duration timeout_;
+  DeadlineTimer timer_;
+  bool expired_at_start_ = false;
+};
+
+// The untimed gathers' stand-in for GatherTimer, and their fork's before_start().
+struct NoGatherTimer {};
+struct NoHook {
+  void operator()() const noexcept {}
+};
+
+template <class T>
+Outcome<T> timeout_outcome() {
+  return Outcome<T>::from_exception(std::make_exception_ptr(TimeoutError()));
+}
+
+// A task of a timed return_exceptions gather that the deadline cancelled reports TimeoutError.
+template <class T>
+void cancelled_to_timeout(Outcome<T>& outcome) {
+  if (outcome.is_cancelled()) outcome = timeout_outcome<T>();
+}
+
 template <class T>
 Outcome<T> outcome_of(Task<T>& task) {
   auto& p = task.handle().promise();
@@ -123,15 +216,21 @@ Outcome<T> outcome_of(Task<T>& task) {
   return Outcome<T>::from_value(p.take_stored());
 }
 
-template <bool ReturnExceptions, class... Ts>
+template <bool ReturnExceptions, bool Timed, class... Ts>
 class TupleGather {
   static constexpr std::size_t N = sizeof...(Ts);
+  using Timer = std::conditional_t<Timed, GatherTimer, NoGatherTimer>;
 
  public:
   using result_type = std::conditional_t<ReturnExceptions, std::tuple<Outcome<Ts>...>,
                                          std::tuple<stored_t<Ts>...>>;
 
-  explicit TupleGather(Task<Ts>&&... tasks) : tasks_(std::move(tasks)...) {}
+  explicit TupleGather(Task<Ts>&&... tasks)
+    requires(!Timed)
+      : tasks_(std::move(tasks)...) {}
+  TupleGather(Duration timeout, Task<Ts>&&... tasks)
+    requires Timed
+      : tasks_(std::move(tasks)...), timer_(timeout) {}
 
   bool await_ready() const {
     check_fresh(std::index_sequence_for<Ts...>{});
@@ -140,15 +239,33 @@ class TupleGather {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    if constexpr (Timed) {
+      if (timer_.expires_before_start(weft_promise_of(caller))) return caller;
+    }
     return fork(caller, std::index_sequence_for<Ts...>{});
   }
 
   result_type await_resume() {
+    if constexpr (Timed) {
+      timer_.finish();
+      if (timer_.expired_at_start()) {
+        if constexpr (ReturnExceptions) return result_type{timeout_outcome<Ts>()...};
+        else throw TimeoutError();
+      }
+    }
     if constexpr (N > 0) {
       if constexpr (ReturnExceptions) state_.throw_if_caller_cancelled();
+      else if constexpr (Timed) state_.rethrow_failure_or_timeout(timer_);
       else state_.rethrow_failure();
     }
-    return take_results(std::index_sequence_for<Ts...>{});
+    if constexpr (Timed && ReturnExceptions) {
+      result_type results = take_results(std::index_sequence_for<Ts...>{});
+      if (timer_.timed_out())
+        std::apply([](auto&... outcome) { (cancelled_to_timeout(outcome), ...); }, results);
+      return results;
+    } else {
+      return take_results(std::index_sequence_for<Ts...>{});
+    }
   }
 
  private:
@@ -160,8 +277,9 @@ class TupleGather {
   template <class P, std::size_t... I>
   std::coroutine_handle<> fork(std::coroutine_handle<P> caller, std::index_sequence<I...>) {
     const std::array<ChildRef, N> children{ChildRef::of(std::get<I>(tasks_))...};
-    return state_.fork(caller, static_cast<std::uint32_t>(N), !ReturnExceptions,
-                       [&](std::uint32_t i) { return children[i]; });
+    return state_.fork(
+        caller, static_cast<std::uint32_t>(N), !ReturnExceptions,
+        [&](std::uint32_t i) { return children[i]; }, before_start());
   }
 
   template <std::size_t... I>
@@ -171,17 +289,31 @@ class TupleGather {
     else return result_type{std::get<I>(tasks_).handle().promise().take_stored()...};
   }
 
+  // The fork's before_start(): a timed gather's deadline and timer.
+  auto before_start() noexcept {
+    if constexpr (Timed) return [this] { timer_.start(state_.scope); };
+    else return NoHook{};
+  }
+
   std::tuple<Task<Ts>...> tasks_;
   ForkJoin state_;
+  [[no_unique_address]] Timer timer_;
 };
 
-template <bool ReturnExceptions, class T>
+template <bool ReturnExceptions, bool Timed, class T>
 class VectorGather {
+  using Timer = std::conditional_t<Timed, GatherTimer, NoGatherTimer>;
+
  public:
   using result_type =
       std::conditional_t<ReturnExceptions, std::vector<Outcome<T>>, std::vector<stored_t<T>>>;
 
-  explicit VectorGather(std::vector<Task<T>>&& tasks) : tasks_(std::move(tasks)) {}
+  explicit VectorGather(std::vector<Task<T>>&& tasks)
+    requires(!Timed)
+      : tasks_(std::move(tasks)) {}
+  VectorGather(Duration timeout, std::vector<Task<T>>&& tasks)
+    requires Timed
+      : tasks_(std::move(tasks)), timer_(timeout) {}
 
   bool await_ready() const {
     if (tasks_.size() >= UINT32_MAX)
@@ -192,53 +324,120 @@ class VectorGather {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
-    return state_.fork(caller, static_cast<std::uint32_t>(tasks_.size()), !ReturnExceptions,
-                       [&](std::uint32_t i) { return ChildRef::of(tasks_[i]); });
+    if constexpr (Timed) {
+      if (timer_.expires_before_start(weft_promise_of(caller))) return caller;
+    }
+    return state_.fork(
+        caller, static_cast<std::uint32_t>(tasks_.size()), !ReturnExceptions,
+        [&](std::uint32_t i) { return ChildRef::of(tasks_[i]); }, before_start());
   }
 
   result_type await_resume() {
     result_type results;
     if (tasks_.empty()) return results;
-    if constexpr (ReturnExceptions) state_.throw_if_caller_cancelled();
-    else state_.rethrow_failure();
     results.reserve(tasks_.size());
+    if constexpr (Timed) {
+      timer_.finish();
+      if (timer_.expired_at_start()) {
+        if constexpr (ReturnExceptions) {
+          for (std::size_t i = 0; i < tasks_.size(); ++i) results.push_back(timeout_outcome<T>());
+          return results;
+        } else {
+          throw TimeoutError();
+        }
+      }
+    }
+    if constexpr (ReturnExceptions) state_.throw_if_caller_cancelled();
+    else if constexpr (Timed) state_.rethrow_failure_or_timeout(timer_);
+    else state_.rethrow_failure();
     for (Task<T>& t : tasks_) {
       if constexpr (ReturnExceptions) results.push_back(outcome_of(t));
       else results.push_back(t.handle().promise().take_stored());
+    }
+    if constexpr (Timed && ReturnExceptions) {
+      if (timer_.timed_out())
+        for (Outcome<T>& outcome : results) cancelled_to_timeout(outcome);
     }
     return results;
   }
 
  private:
+  // The fork's before_start(): a timed gather's deadline and timer.
+  auto before_start() noexcept {
+    if constexpr (Timed) return [this] { timer_.start(state_.scope); };
+    else return NoHook{};
+  }
+
   std::vector<Task<T>> tasks_;
   ForkJoin state_;
+  [[no_unique_address]] Timer timer_;
 };
 
 }  // namespace detail
 
 // co_await safe_gather(a, b, ...) -> std::tuple<A, B, ...> (void -> std::monostate)
 template <class... Ts>
-[[nodiscard]] detail::TupleGather<false, Ts...> safe_gather(Task<Ts>... tasks) {
-  return detail::TupleGather<false, Ts...>{std::move(tasks)...};
+[[nodiscard]] detail::TupleGather<false, false, Ts...> safe_gather(Task<Ts>... tasks) {
+  return detail::TupleGather<false, false, Ts...>{std::move(tasks)...};
 }
 
 // co_await safe_gather(std::vector<Task<T>>) -> std::vector<T> (void -> std::monostate)
 template <class T>
-[[nodiscard]] detail::VectorGather<false, T> safe_gather(std::vector<Task<T>> tasks) {
-  return detail::VectorGather<false, T>{std::move(tasks)};
+[[nodiscard]] detail::VectorGather<false, false, T> safe_gather(std::vector<Task<T>> tasks) {
+  return detail::VectorGather<false, false, T>{std::move(tasks)};
 }
 
 // co_await safe_gather(return_exceptions, a, b, ...) -> std::tuple<Outcome<A>, Outcome<B>, ...>
 template <class... Ts>
-[[nodiscard]] detail::TupleGather<true, Ts...> safe_gather(return_exceptions_t, Task<Ts>... tasks) {
-  return detail::TupleGather<true, Ts...>{std::move(tasks)...};
+[[nodiscard]] detail::TupleGather<true, false, Ts...> safe_gather(return_exceptions_t,
+                                                                  Task<Ts>... tasks) {
+  return detail::TupleGather<true, false, Ts...>{std::move(tasks)...};
 }
 
 // co_await safe_gather(return_exceptions, std::vector<Task<T>>) -> std::vector<Outcome<T>>
 template <class T>
-[[nodiscard]] detail::VectorGather<true, T> safe_gather(return_exceptions_t,
-                                                        std::vector<Task<T>> tasks) {
-  return detail::VectorGather<true, T>{std::move(tasks)};
+[[nodiscard]] detail::VectorGather<true, false, T> safe_gather(return_exceptions_t,
+                                                               std::vector<Task<T>> tasks) {
+  return detail::VectorGather<true, false, T>{std::move(tasks)};
+}
+
+// co_await safe_gather(GatherOptions{.timeout = d}, a, b, ...) -> std::tuple<A, B, ...>, or
+// TimeoutError once `d` has passed (the unfinished tasks cancelled and awaited first).
+//
+//   auto [user, feed] = co_await safe_gather(GatherOptions{.timeout = 300ms}, user(id), feed(id));
+template <class... Ts>
+[[nodiscard]] detail::TupleGather<false, true, Ts...> safe_gather(GatherOptions options,
+                                                                  Task<Ts>... tasks) {
+  return detail::TupleGather<false, true, Ts...>{options.timeout, std::move(tasks)...};
+}
+
+// co_await safe_gather(GatherOptions{.timeout = d}, std::vector<Task<T>>) -> std::vector<T>, or
+// TimeoutError.
+template <class T>
+[[nodiscard]] detail::VectorGather<false, true, T> safe_gather(GatherOptions options,
+                                                               std::vector<Task<T>> tasks) {
+  return detail::VectorGather<false, true, T>{options.timeout, std::move(tasks)};
+}
+
+// co_await safe_gather(return_exceptions, GatherOptions{.timeout = d}, a, b, ...)
+//     -> std::tuple<Outcome<A>, ...>: the tasks the deadline cancelled hold TimeoutError.
+//
+//   auto [a, b] = co_await safe_gather(return_exceptions, GatherOptions{.timeout = 1s}, f(), g());
+//   if (a.is_timeout()) ...
+template <class... Ts>
+[[nodiscard]] detail::TupleGather<true, true, Ts...> safe_gather(return_exceptions_t,
+                                                                 GatherOptions options,
+                                                                 Task<Ts>... tasks) {
+  return detail::TupleGather<true, true, Ts...>{options.timeout, std::move(tasks)...};
+}
+
+// co_await safe_gather(return_exceptions, GatherOptions{.timeout = d}, std::vector<Task<T>>)
+//     -> std::vector<Outcome<T>>: the tasks the deadline cancelled hold TimeoutError.
+template <class T>
+[[nodiscard]] detail::VectorGather<true, true, T> safe_gather(return_exceptions_t,
+                                                              GatherOptions options,
+                                                              std::vector<Task<T>> tasks) {
+  return detail::VectorGather<true, true, T>{options.timeout, std::move(tasks)};
 }
 
 }  // namespace weft

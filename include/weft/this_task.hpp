@@ -66,15 +66,21 @@ inline detail::TokenAwaiter token() noexcept { return {}; }
 
 // co_await this_task::checkpoint(): throws Cancelled if the calling task is cancelled; else
 // returns at once without suspending. Two loads when nothing was cancelled: cheap enough
-// for hot loops.
+// for hot loops. A passed deadline is seen the same way (the timer cancels the timed scope;
+// no clock is read here): checkpoint() throws Cancelled, and the timeout() whose deadline
+// it was turns that into TimeoutError.
 inline detail::CheckpointAwaiter checkpoint() noexcept { return {}; }
 
 // co_await this_task::yield(): lets other ready tasks run, then continues (on any worker).
 // Throws Cancelled afterwards if the task was cancelled meanwhile.
 inline detail::YieldAwaiter yield() noexcept { return {}; }
 
-// co_await this_task::deadline() -> the earliest deadline in force for the calling task
-// (Deadline::never() when none).
+// co_await this_task::deadline() -> the earliest deadline in force for the calling task: the
+// earliest of its enclosing timeout() scopes and timed gathers, up to the nearest shield()
+// (which starts afresh from Deadline::never()). Deadline::never() when none.
+//
+//   const Deadline d = co_await this_task::deadline();
+//   if (d.remaining() < 10ms) co_return cached_answer();   // not worth starting
 inline detail::DeadlineAwaiter deadline() noexcept { return {}; }
 
 // A plain, non-throwing poll for CPU-bound code: true once the task running on this thread

@@ -114,6 +114,11 @@ class CancelState {
       deadline_ = parent->deadline_;
     }
   }
+  // Lowers the deadline of a scope nobody has used yet (a timed gather's, between
+  // adopt_parent() and its children's start): children inherit the earliest deadline.
+  void restrict_deadline(TimePoint deadline) noexcept {
+    if (deadline < deadline_) deadline_ = deadline;
+  }
 
   ~CancelState() {
     // Acquire pairs with the CAS that installed it (slow()).

@@ -4,15 +4,15 @@
 // (TaskGroup::cancel). Checked: never more than 4 permits held at once; every task either
 // acquired (and, by RAII, released) or saw Cancelled while waiting; available() is back to 4.
 //
-// Adding a way to cancel (the timeout variant, once timers exist) is a value in CancelMode,
-// a case in wrap_for_mode() (e.g. `weft::timeout(random_budget, std::move(task))`), the
-// error it ends with in ends_a_cancelled_task(), and its name in the INSTANTIATE list.
+// A third mode gives every task a random timeout (0 to 2 ms; a zero budget never starts the
+// task): deadlines fire on the timer thread while tasks queue or hold permits.
 #include <weft/semaphore.hpp>
 #include <weft/weft.hpp>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -41,12 +41,14 @@ constexpr int kGroups = 100;  // kTaskGroupCancelFromATask: kTasks spread over t
 enum class CancelMode {
   kCancellationSourceFromAThread,  // a foreign thread cancels random tasks' sources
   kTaskGroupCancelFromATask,       // in some groups a sibling task cancels the whole group
+  kRandomTimeouts,                 // each task under weft::timeout with a random budget
 };
 
 std::string mode_name(CancelMode mode) {
   switch (mode) {
     case CancelMode::kCancellationSourceFromAThread: return "CancellationSourceFromAThread";
     case CancelMode::kTaskGroupCancelFromATask: return "TaskGroupCancelFromATask";
+    case CancelMode::kRandomTimeouts: return "RandomTimeouts";
   }
   return "unknown";
 }
@@ -105,22 +107,29 @@ Task<void> contender(Semaphore& sem, std::size_t n, int hold_yields, Census& cen
 }
 
 // The task as the mode runs it.
-Task<void> wrap_for_mode(CancelMode mode, Task<void> task, CancellationSource* source) {
+Task<void> wrap_for_mode(CancelMode mode, Task<void> task, CancellationSource* source,
+                         Rng& rng) {
   switch (mode) {
     case CancelMode::kCancellationSourceFromAThread:
       return weft::with_cancellation(source->token(), std::move(task));
     case CancelMode::kTaskGroupCancelFromATask:
       return task;
+    case CancelMode::kRandomTimeouts: {
+      const auto budget = std::chrono::microseconds(rng.below(10) == 0 ? 0 : rng.below(2000));
+      return weft::timeout(budget, std::move(task));
+    }
   }
   return task;
 }
 
 // True when `e` is how a cancelled task of this mode ends.
-bool ends_a_cancelled_task(CancelMode, const std::exception_ptr& e) {
+bool ends_a_cancelled_task(CancelMode mode, const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const Cancelled&) {
-    return true;
+    return mode != CancelMode::kRandomTimeouts;
+  } catch (const weft::TimeoutError&) {
+    return mode == CancelMode::kRandomTimeouts;
   } catch (...) {
     return false;
   }
@@ -130,7 +139,8 @@ Task<void> make_contender(CancelMode mode, Semaphore& sem, Rng& rng, Census& cen
                           CancellationSource* source, std::atomic<int>* group_acquired) {
   const std::size_t n = 1 + rng.below(3);
   const int hold_yields = static_cast<int>(rng.below(4));
-  return wrap_for_mode(mode, contender(sem, n, hold_yields, census, group_acquired), source);
+  return wrap_for_mode(mode, contender(sem, n, hold_yields, census, group_acquired), source,
+                       rng);
 }
 
 // Every task wrapped in its own CancellationSource; a foreign thread cancels random ones at
@@ -140,17 +150,19 @@ Task<void> make_contender(CancelMode mode, Semaphore& sem, Rng& rng, Census& cen
 constexpr long kCancelsPlanned = kTasks / 3;
 
 int run_with_sources_cancelled_from_a_thread(Runtime& rt, Semaphore& sem, Census& census,
-                                             std::uint64_t seed) {
-  const CancelMode mode = CancelMode::kCancellationSourceFromAThread;
+                                             std::uint64_t seed,
+                                             CancelMode mode = CancelMode::kCancellationSourceFromAThread) {
+  const bool timeouts = mode == CancelMode::kRandomTimeouts;
   std::deque<CancellationSource> sources(kTasks);
   Rng rng{seed};
-  census.cancels_planned = kCancelsPlanned;
+  census.cancels_planned = timeouts ? 0 : kCancelsPlanned;
   std::vector<Task<void>> tasks;
   tasks.reserve(kTasks);
   for (int i = 0; i < kTasks; ++i)
     tasks.push_back(
         make_contender(mode, sem, rng, census, &sources[static_cast<std::size_t>(i)], nullptr));
   std::thread canceller([&, seed] {
+    if (timeouts) return;  // the deadlines do the cancelling
     Rng pick{seed * 31 + 7};
     // Random tasks (some twice), with short random pauses in between.
     for (long k = 0; k < kCancelsPlanned; ++k) {
@@ -227,6 +239,10 @@ TEST_P(SemaphoreStress, TenThousandTasksWithRandomCancellationsNeverExceedTheCap
       case CancelMode::kTaskGroupCancelFromATask:
         run_with_groups_cancelled_from_tasks(rt, sem, census, seed);
         break;
+      case CancelMode::kRandomTimeouts:
+        cancelled_outcomes = run_with_sources_cancelled_from_a_thread(
+            rt, sem, census, seed, CancelMode::kRandomTimeouts);
+        break;
     }
     EXPECT_LE(census.most_held.load(), static_cast<int>(kCapacity))
         << "more permits held at once than the semaphore has; round " << round;
@@ -249,7 +265,8 @@ TEST_P(SemaphoreStress, TenThousandTasksWithRandomCancellationsNeverExceedTheCap
 
 INSTANTIATE_TEST_SUITE_P(Modes, SemaphoreStress,
                          ::testing::Values(CancelMode::kCancellationSourceFromAThread,
-                                           CancelMode::kTaskGroupCancelFromATask),
+                                           CancelMode::kTaskGroupCancelFromATask,
+                                           CancelMode::kRandomTimeouts),
                          [](const ::testing::TestParamInfo<CancelMode>& info) {
                            return mode_name(info.param);
                          });

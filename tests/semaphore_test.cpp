@@ -410,6 +410,34 @@ TEST(Semaphore, AParkedAcquireIsWokenByItsCancellationAndLeavesTheQueue) {
   EXPECT_TRUE(sem.try_acquire().has_value()) << "the cancelled waiter is still queued";
 }
 
+TEST(Semaphore, AnAcquireThatTimesOutLeavesTheQueueWithoutLosingAPermit) {
+  Semaphore sem(1);
+  Endings ends;
+  Runtime rt({.workers = 2});
+  std::optional<SemaphorePermit> held = sem.try_acquire();
+  Future<void> f = rt.submit(weft::timeout(20ms, acquire_once(sem, 1, ends)));
+  EXPECT_THROW(f.get(), weft::TimeoutError);
+  // On a loaded machine the deadline may pass before the task starts: it then never runs.
+  EXPECT_EQ(ends.cancelled.load(), ends.arrived.load())
+      << "the waiter did not see Cancelled inside the timeout";
+  held.reset();
+  EXPECT_EQ(sem.available(), 1u) << "the release went to the timed-out waiter";
+  EXPECT_TRUE(sem.try_acquire().has_value()) << "the timed-out waiter is still queued";
+}
+
+TEST(Semaphore, AnAcquireGrantedBeforeItsDeadlineKeepsItsPermits) {
+  Semaphore sem(1);
+  Endings ends;
+  Runtime rt({.workers = 2});
+  std::optional<SemaphorePermit> held = sem.try_acquire();
+  Future<void> f = rt.submit(weft::timeout(1h, acquire_once(sem, 1, ends)));
+  ASSERT_TRUE(spin_until([&] { return ends.arrived.load() == 1; }));
+  held.reset();
+  f.get();
+  EXPECT_EQ(ends.acquired.load(), 1);
+  EXPECT_EQ(sem.available(), 1u);
+}
+
 TEST(Semaphore, ACancelledHeadWaiterLetsTheSmallerWaitersBehindItThrough) {
   Semaphore sem(2);
   Endings big_ends;

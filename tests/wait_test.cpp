@@ -197,6 +197,50 @@ TEST(Wait, ACancelledWaiterGetsCancelledAndTheTasksRunOn) {
   EXPECT_EQ(seen.result, 7);
 }
 
+TEST(Wait, ATimeoutReturnsWhatIsDoneSoFarWithoutAnErrorAndCancelsNothing) {
+  using namespace std::chrono_literals;
+  Runtime rt({.workers = 2});
+  Gates g;
+  struct Seen {
+    WaitResult r;
+    int late = 0;
+  };
+  Seen seen = rt.block_on([](Gates& g) -> Task<Seen> {
+    Seen seen;
+    co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
+      std::vector<JoinHandle<int>> hs;
+      hs.push_back(tg.spawn(value(1)));
+      hs.push_back(tg.spawn(after(g.a, 2)));
+      seen.r = co_await weft::wait(hs, ReturnWhen::AllCompleted, 20ms);
+      g.a.set();  // the pending task was not cancelled: it still finishes with its value
+      (void)co_await weft::wait(hs, ReturnWhen::AllCompleted);
+      seen.late = hs[1].result();
+    });
+    co_return seen;
+  }(g));
+  EXPECT_EQ(seen.r.done, Indices{0});
+  EXPECT_EQ(seen.r.pending, Indices{1});
+  EXPECT_EQ(seen.late, 2);
+}
+
+TEST(Wait, AZeroTimeoutReportsTheCurrentStateAtOnce) {
+  using namespace std::chrono_literals;
+  Runtime rt({.workers = 1});
+  Gates g;
+  WaitResult r = rt.block_on([](Gates& g) -> Task<WaitResult> {
+    WaitResult r;
+    co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
+      std::vector<JoinHandle<int>> hs;
+      hs.push_back(tg.spawn(after(g.a, 1)));
+      r = co_await weft::wait(hs, ReturnWhen::FirstCompleted, 0ms);
+      g.a.set();
+    });
+    co_return r;
+  }(g));
+  EXPECT_TRUE(r.done.empty());
+  EXPECT_EQ(r.pending, Indices{0});
+}
+
 TEST(Wait, AnEmptyVectorOrAnEmptyHandleIsAUsageError) {
   Runtime rt({.workers = 1});
   EXPECT_THROW(rt.block_on([]() -> Task<void> {

@@ -36,6 +36,7 @@
 #include "weft/errors.hpp"
 #include "weft/task.hpp"
 #include "weft/task_group.hpp"
+#include "weft/timeout.hpp"
 
 namespace weft {
 
@@ -210,8 +211,11 @@ Task<WaitResult> wait(std::vector<JoinHandle<T>>& handles, ReturnWhen when,
     if (timeout == Duration::max()) {
       co_await detail::wait_until_satisfied(handles, state);
     } else {
-      // MERGE-PENDING: timeout() arrives with the timer service.
-      co_await detail::wait_until_satisfied(handles, state);
+      try {
+        co_await weft::timeout(timeout, detail::wait_until_satisfied(handles, state));
+      } catch (const TimeoutError&) {
+        // The time is up: report what is done so far.
+      }
     }
   }
   WaitResult result;

@@ -12,7 +12,7 @@ bool finished_with_failure(const PromiseBase& p) noexcept {
 void WaitListener::on_child_finished(GroupState::Listener* self, PromiseBase& child,
                                      void* frame) noexcept {
   auto* l = static_cast<WaitListener*>(self);
-  l->state->finished(frame, finished_with_failure(child));
+  l->state->finished(child, frame);
 }
 
 void release_group_hold(GroupState& group) noexcept {

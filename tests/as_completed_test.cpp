@@ -149,6 +149,26 @@ TEST(AsCompleted, AFailureNobodyTookFailsTheGroupAfterTheCompletionsAreGone) {
                weft::ExceptionGroup);
 }
 
+TEST(AsCompleted, AFailureThatFinishedButWasNeverHandedOutFailsTheGroup) {
+  // One worker: the failing task's whole chain (throw, delivery) ends before the body resumes.
+  Runtime rt({.workers = 1});
+  Gates g;
+  EXPECT_THROW(rt.block_on([](Gates& g) -> Task<void> {
+                 co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
+                   std::vector<Task<int>> tasks;
+                   tasks.push_back([](Event& failing) -> Task<int> {
+                     failing.set();
+                     throw TaskError(4);
+                     co_return 0;
+                   }(g.e[0]));
+                   Completions<int> done = weft::as_completed(tg, std::move(tasks));
+                   co_await g.e[0].wait();
+                   // Destroyed with the failure delivered but never handed out.
+                 });
+               }(g)),
+               weft::ExceptionGroup);
+}
+
 TEST(AsCompleted, ACancelledCallerOfNextGetsCancelled) {
   Runtime rt({.workers = 2});
   Gates g;

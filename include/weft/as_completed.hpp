@@ -15,12 +15,15 @@
 // - A task's failure is handed to the caller in its Outcome instead of failing the group:
 //   the caller decides. Failures the caller never sees are not lost: when the Completions
 //   object is destroyed before handing everything out, the tasks still running are
-//   cancelled, and any that then fail for real (not with Cancelled) fail the group, which
-//   reports them in its ExceptionGroup as usual. The group awaits all of them.
+//   cancelled, and every real failure (not Cancelled) not handed out, finished already or
+//   later, fails the group, which reports it in its ExceptionGroup as usual. The group
+//   awaits all of them.
+// - The Completions object belongs to the group: it holds the group open while it lives, so
+//   keep it in the group's body or a child (destroyed before the group can end). One kept
+//   beyond the group's body would make the group wait for it forever.
 // - next() waits without holding a worker; it is cancellable: a cancelled caller gets
 //   Cancelled (level-triggered, even when a result is ready). One next() at a time
 //   (UsageError otherwise).
-// - A Completions object used after its group ended still hands out what had finished.
 #pragma once
 
 #include <coroutine>
@@ -39,6 +42,7 @@
 #include "weft/outcome.hpp"
 #include "weft/task.hpp"
 #include "weft/task_group.hpp"
+#include "weft/wait.hpp"  // release_group_hold
 
 namespace weft {
 
@@ -58,7 +62,7 @@ namespace detail {
 // the group.
 template <class T>
 struct CompletionState {
-  explicit CompletionState(std::size_t n) : total(n) {}
+  CompletionState(std::size_t n, GroupState& g) : total(n), group(&g) {}
 
   // A runner's result; false when nobody will take it any more.
   bool deliver(std::size_t index, Outcome<T>&& outcome) {
@@ -90,6 +94,7 @@ struct CompletionState {
   bool next_running = false;       // guarded by mutex
   bool abandoned = false;          // guarded by mutex
   CancellationSource cancel_rest;  // cancelled when the Completions object goes away
+  GroupState* group;               // held open (a count in its `pending`) by the Completions
 };
 
 template <class T>
@@ -114,18 +119,23 @@ class Completions {
   Completions(const Completions&) = delete;
   Completions& operator=(const Completions&) = delete;
 
-  // Cancels the tasks not yet handed out that are still running (their group awaits them).
+  // Cancels the tasks not yet handed out that are still running (their group awaits them),
+  // reports the real failures not handed out to the group, and lets the group end.
   ~Completions() {
     if (state_ == nullptr) return;
+    bool all_delivered;
+    std::deque<Completed<T>> unseen;
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
-      if (state_->handed_out + state_->ready.size() == state_->total) {
-        state_->abandoned = true;
-        return;
-      }
       state_->abandoned = true;
+      all_delivered = state_->handed_out + state_->ready.size() == state_->total;
+      unseen.swap(state_->ready);
     }
-    state_->cancel_rest.cancel();
+    if (!all_delivered) state_->cancel_rest.cancel();
+    for (Completed<T>& c : unseen)
+      if (c.outcome.has_exception() && !c.outcome.is_cancelled())
+        state_->group->record_failure(c.outcome.exception());
+    detail::release_group_hold(*state_->group);
   }
 
   class NextAwaiter {
@@ -136,7 +146,7 @@ class Completions {
     bool await_suspend(std::coroutine_handle<P> h) {
       if (!waiter_.begin(h, &detail::CompletionState<T>::leave, &state_)) return false;
       std::lock_guard<std::mutex> lock(state_.mutex);
-      if (state_.next_running) {
+      if (state_.next_running) {  // another next() is parked: ours fails, its stays
         busy_ = true;
         waiter_.satisfy_now();
         return false;
@@ -147,6 +157,7 @@ class Completions {
       }
       if (!waiter_.start_waiting()) return false;
       state_.next_running = true;
+      parked_here_ = true;
       state_.parked = &waiter_;
       return true;
     }
@@ -154,7 +165,7 @@ class Completions {
       const bool cancelled = waiter_.end();
       std::lock_guard<std::mutex> lock(state_.mutex);
       if (busy_) throw UsageError("Completions::next: another next() is still waiting");
-      state_.next_running = false;
+      if (parked_here_) state_.next_running = false;  // only the parked one owns the flag
       if (cancelled) waiter_.throw_cancelled_here();
       if (state_.ready.empty()) return std::nullopt;  // all handed out
       std::optional<Completed<T>> c(std::move(state_.ready.front()));
@@ -167,6 +178,7 @@ class Completions {
     detail::CompletionState<T>& state_;
     detail::Waiter waiter_;
     bool busy_ = false;
+    bool parked_here_ = false;
   };
 
   // co_await next() -> the next finished task, or nullopt once all were handed out.
@@ -186,7 +198,12 @@ class Completions {
 template <class T>
 Completions<T> as_completed(TaskGroup& group, std::vector<Task<T>> tasks) {
   for (const Task<T>& t : tasks) detail::require_fresh(t.handle(), "as_completed");
-  auto state = std::make_shared<detail::CompletionState<T>>(tasks.size());
+  detail::GroupState& g = group.state();
+  // The Completions' hold on the group (released by its destructor); refused, like a spawn,
+  // once the group is cancelled or has ended.
+  if (g.scope.is_cancelled() || !g.try_add_child())
+    throw UsageError("as_completed: the group was cancelled or has ended");
+  auto state = std::make_shared<detail::CompletionState<T>>(tasks.size(), g);
   Completions<T> completions(state);
   for (std::size_t i = 0; i < tasks.size(); ++i)
     (void)group.spawn(detail::completion_runner(i, std::move(tasks[i]), state));

@@ -19,6 +19,8 @@
 // - If the caller is cancelled while it waits, Cancelled propagates at once.
 // - UsageError for an empty vector or an empty (moved-from) handle. `handles` must not be
 //   changed while the call runs.
+// - Await it from inside the handles' group (its body, a child, or below), or after the
+//   group ended: a task outside a running group does not keep it alive.
 // Must be awaited from a task running on a weft runtime.
 #pragma once
 
@@ -49,6 +51,9 @@ struct WaitResult {
 
 namespace detail {
 
+// True when `p`'s task threw something other than Cancelled (it has finished).
+bool finished_with_failure(const PromiseBase& p) noexcept;
+
 // What one wait() watches: which handles (by frame) have finished, and the parked task.
 // Protocol: the wait registers a GroupState::Listener on each group its handles belong to,
 // then counts the handles already finished; a child finishing afterwards is counted by its
@@ -61,15 +66,16 @@ class WaitState {
 
   void watch(void* frame, std::size_t index) { index_of_[frame] = index; }
 
-  // A watched child (or an unwatched one: ignored) has finished. `failed`: it threw
-  // something other than Cancelled.
-  void finished(void* frame, bool failed) noexcept {
+  // A child of a watched group has finished. An unwatched one is ignored without touching
+  // `child`: its handle may already have destroyed the frame.
+  void finished(const PromiseBase& child, void* frame) noexcept {
     Waiter* wake = nullptr;
     {
       std::lock_guard<SpinLock> guard(lock_);
       auto it = index_of_.find(frame);
       if (it == index_of_.end()) return;
-      count_locked(it->second, failed);
+      // Watched: our handle keeps the frame alive.
+      count_locked(it->second, finished_with_failure(child));
       if (parked_ != nullptr && satisfied_locked() && parked_->claim_for_wake()) {
         wake = parked_;
         parked_ = nullptr;
@@ -150,8 +156,6 @@ struct WaitListener : GroupState::Listener {
   GroupState* group;
 };
 
-// True when `p`'s task threw something other than Cancelled (it has finished).
-bool finished_with_failure(const PromiseBase& p) noexcept;
 // Gives up a count that held `group` open; schedules the group's waiter if that was the last.
 void release_group_hold(GroupState& group) noexcept;
 

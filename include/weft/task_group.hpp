@@ -209,6 +209,8 @@ struct GroupState : Joiner, InlineRun {
     if (l.prev != nullptr) l.prev->next = l.next;
     else listeners = l.next;
     if (l.next != nullptr) l.next->prev = l.prev;
+    // Relaxed: only an optimisation for the children (a stale true costs one lock); no wait is
+    // registered any more, so there is nothing for a child to miss.
     if (listeners == nullptr) has_listeners.store(false, std::memory_order_relaxed);
   }
 

@@ -225,8 +225,6 @@ struct GroupState : Joiner, InlineRun {
   bool body_running = true;
   std::atomic<std::int64_t> pending{kInlineRunBias};
   std::coroutine_handle<> waiter;       // written before the body's count is given up
-  // Release: set after the join, before the group's frame goes away.
-  std::atomic<bool> ended{false};
   SpinLock failures_lock;
   std::vector<std::exception_ptr> failures;  // guarded by failures_lock
   SpinLock listeners_lock;
@@ -328,10 +326,10 @@ class TaskGroup {
     detail::require_fresh(task.handle(), "TaskGroup::spawn");
     detail::GroupState& g = state_;
     detail::Worker* w = detail::tl_worker;
-    // The inline run holds the group open: no `ended` or zero check needed there.
+    // The inline run holds the group open: no zero check needed there. Elsewhere a zero
+    // count means the group has ended (it never rises again).
     const bool inline_spawn = g.can_spawn_inline(w);
-    if (g.scope.is_cancelled() ||
-        (!inline_spawn && (g.ended.load(std::memory_order_acquire) || !g.try_add_child())))
+    if (g.scope.is_cancelled() || (!inline_spawn && !g.try_add_child()))
       [[unlikely]]
       throw UsageError("TaskGroup::spawn: the group was cancelled or has ended");
     auto h = task.release();
@@ -412,7 +410,6 @@ Task<detail::group_result_t<F>> task_group(F body) {
     state.record_failure(body_error);
   }
   co_await detail::GroupJoin{state};
-  state.ended.store(true, std::memory_order_release);
   detail::resume_in(self);
 
   detail::check_cancelled(self);  // the caller's cancellation wins: Cancelled, not a group

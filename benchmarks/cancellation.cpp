@@ -78,6 +78,7 @@ struct LatencyStats {
     if (samples_us.empty()) return;
     std::sort(samples_us.begin(), samples_us.end());
     state.counters["p50_us"] = samples_us[samples_us.size() / 2];
+    state.counters["p90_us"] = samples_us[samples_us.size() * 9 / 10];
     state.counters["max_us"] = samples_us.back();
   }
 };

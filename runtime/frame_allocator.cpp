@@ -27,9 +27,9 @@ struct CacheCleanup {
         f = next;
       }
       cache.head[c] = nullptr;
-      // A full count sends frames freed by later thread-exit destructors straight to the heap.
-      cache.count[c] = UINT32_MAX;
     }
+    // A full cache sends frames freed by later thread-exit destructors straight to the heap.
+    cache.cached_bytes = SIZE_MAX / 2;
   }
 };
 thread_local CacheCleanup tl_cleanup;
@@ -52,11 +52,13 @@ void* allocate_frame_slow(std::size_t size_class) {
 void release_frame_slow(void* frame, std::size_t size_class) noexcept {
   FrameCache& cache = tl_frame_cache;
   register_cleanup(cache);
-  if (cache.count[size_class] < max_cached_frames(size_class)) {
+  // Counted as the inline paths count it (class 0 included).
+  const std::size_t bytes = size_class * kFrameGranule;
+  if (cache.cached_bytes + bytes <= kCacheBytesPerThread) {
     auto* f = static_cast<FreeFrame*>(frame);
     f->next = cache.head[size_class];
     cache.head[size_class] = f;
-    ++cache.count[size_class];
+    cache.cached_bytes += bytes;
     return;
   }
   ::operator delete(frame, class_bytes(size_class));

@@ -103,7 +103,7 @@ using weft::Task;
 using weft::detail::allocate_frame;
 using weft::detail::frame_heap_allocations;
 using weft::detail::kFrameGranule;
-using weft::detail::max_cached_frames;
+using weft::detail::kCacheBytesPerThread;
 using weft::detail::release_frame;
 
 std::uint64_t news() { return g_news.load(std::memory_order_relaxed); }
@@ -204,17 +204,28 @@ TEST(FrameAllocator, LargeFramesComeFromTheHeapAndWork) {
   EXPECT_EQ(deletes() - deletes_before, 1u) << "a large frame goes straight back to the heap";
 }
 
-TEST(FrameAllocator, EachThreadsCacheIsBounded) {
-  constexpr std::size_t kBytes = 1024;
-  const std::size_t size_class = (kBytes + kFrameGranule - 1) / kFrameGranule;
-  const std::uint32_t cap = max_cached_frames(size_class);
-  // On a fresh thread, so that nothing else is cached in this class.
+TEST(FrameAllocator, EachThreadsCacheIsBoundedInBytesAcrossSizeClasses) {
+  constexpr std::size_t kBytes = 512;  // a multiple of the granule: no rounding
+  static_assert(kBytes % kFrameGranule == 0 && kCacheBytesPerThread % (2 * kBytes) == 0);
+  constexpr std::size_t kFit = kCacheBytesPerThread / kBytes;
+  // On a fresh thread, so that nothing else is cached. Half the budget in 512-byte frames and
+  // half in 1 KiB frames fills it; everything beyond goes back to the heap.
   std::thread([&] {
-    std::vector<void*> frames;
-    for (std::uint32_t i = 0; i < cap + 10; ++i) frames.push_back(allocate_frame(kBytes));
+    std::vector<void*> small, large;
+    for (std::size_t i = 0; i < kFit / 2 + 10; ++i) small.push_back(allocate_frame(kBytes));
+    for (std::size_t i = 0; i < kFit / 4 + 10; ++i) large.push_back(allocate_frame(2 * kBytes));
     const std::uint64_t deletes_before = deletes();
-    for (void* f : frames) release_frame(f, kBytes);
-    EXPECT_EQ(deletes() - deletes_before, 10u) << "frames beyond the cap go back to the heap";
+    for (std::size_t i = 0; i < kFit / 2; ++i) release_frame(small[i], kBytes);
+    EXPECT_EQ(deletes() - deletes_before, 0u) << "half the budget in 512-byte frames fits";
+    for (void* f : large) release_frame(f, 2 * kBytes);
+    EXPECT_EQ(deletes() - deletes_before, 10u) << "the other half in 1 KiB frames, not more";
+    for (std::size_t i = kFit / 2; i < small.size(); ++i) release_frame(small[i], kBytes);
+    EXPECT_EQ(deletes() - deletes_before, 20u) << "a full budget takes no class's frames";
+    // Taking a frame out makes room for one again.
+    void* again = allocate_frame(kBytes);
+    const std::uint64_t deletes_mid = deletes();
+    release_frame(again, kBytes);
+    EXPECT_EQ(deletes(), deletes_mid);
   }).join();  // thread exit returns the cached ones (checked by LeakSanitizer)
 }
 

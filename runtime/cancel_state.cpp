@@ -111,12 +111,15 @@ void CancelState::run_callbacks() noexcept {
     node->registered = false;
     s.running = node;
     s.running_thread = std::this_thread::get_id();
+    const bool marks_own_completion = node->marks_own_completion;
     s.lock.unlock();
     node->run(node);
     s.lock.lock();
-    // Unless the callback removed (and maybe freed) itself, which cleared `running`:
-    // release pairs with the acquire in remove_callback(); `node` may be freed from here on.
-    if (s.running == node) node->ran.store(true, std::memory_order_release);
+    // Unless the callback removed (and maybe freed) itself, which cleared `running`, or
+    // marked its own completion (after which its owner may have freed it): release pairs
+    // with the acquire in remove_callback(); `node` may be freed from here on.
+    if (s.running == node && !marks_own_completion)
+      node->ran.store(true, std::memory_order_release);
     s.running = nullptr;
   }
   s.lock.unlock();

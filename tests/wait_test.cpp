@@ -165,8 +165,9 @@ TEST(Wait, ACancelledWaiterGetsCancelledAndTheTasksRunOn) {
   auto f = rt.submit([](Gates& g, std::atomic<bool>& waiting,
                         weft::CancellationSource& source) -> Task<Seen> {
     Seen seen;
+    // Outside the body: the waiter child reads it and may still run after the body ended.
+    std::vector<JoinHandle<int>> hs;
     co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
-      std::vector<JoinHandle<int>> hs;
       hs.push_back(tg.spawn(after(g.a, 7)));
       // The waiter is a child of its own, cancelled on its own.
       (void)tg.spawn([](std::vector<JoinHandle<int>>& hs, std::atomic<bool>& waiting,

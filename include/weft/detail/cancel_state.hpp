@@ -75,10 +75,15 @@ struct CancelCallbackNode {
   CancelCallbackNode* prev = nullptr;  // guarded by the owning state's lock
   CancelCallbackNode* next = nullptr;
   bool registered = false;
-  // Set (release) by cancel() once `run` has returned; remove_callback() that sees it
+  // Set (release) once `run` has finished with the node; remove_callback() that sees it
   // (acquire) returns without the lock. A mass cancellation's woken waiters each remove
   // their node while the canceller still runs the rest of the list under that lock.
   std::atomic<bool> ran{false};
+  // False: cancel() sets `ran` after `run` returns. True: `run` sets `ran` itself, as its
+  // last touch of the node, and cancel() does not touch the node after calling it. For a
+  // callback that hands its task to another thread (a Waiter): that thread's
+  // remove_callback() then never waits for the canceller to come back from `run`.
+  bool marks_own_completion = false;
 };
 
 class CancelState;

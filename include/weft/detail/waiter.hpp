@@ -66,6 +66,7 @@ struct Waiter : CancelCallbackNode {
     Worker* w = tl_worker;
     scheduler = w != nullptr ? &w->scheduler : nullptr;
     run = &on_cancel;
+    marks_own_completion = true;
     if (scope != nullptr && !scope->add_callback(*this)) {
       state.store(kCancelled, std::memory_order_relaxed);
       scope = nullptr;  // nothing registered to remove

@@ -275,7 +275,16 @@ class [[nodiscard]] JoinHandle {
 
   // The task's value, or rethrows its exception (Cancelled if it was cancelled). UsageError
   // before the task finished.
-  value_type& result() { return outcome().value(); }
+  value_type& result() {
+    if (outcome_) return outcome_->value();
+    // Read in place: the frame holds the result for as long as this handle lives.
+    if (!done()) throw UsageError("JoinHandle: the task has not finished; wait for its group");
+    auto& p = handle_.promise();
+    if (p.exception) [[unlikely]]
+      std::rethrow_exception(p.exception);
+    if constexpr (std::is_void_v<T>) return unit_;
+    else return p.value;
+  }
 
   // For weft's own primitives (wait()): the task's promise and frame.
   detail::PromiseBase* promise_base() const noexcept {
@@ -283,7 +292,9 @@ class [[nodiscard]] JoinHandle {
   }
   void* frame_address() const noexcept { return handle_.address(); }
 
-  // The task's Outcome. UsageError before the task finished.
+  // The task's Outcome. UsageError before the task finished. The first call moves the result
+  // out of the task's frame into the handle (a reference result() returned before now
+  // refers to the moved-from value); result() then reads the Outcome.
   Outcome<T>& outcome() {
     if (!outcome_) {
       if (!done()) throw UsageError("JoinHandle: the task has not finished; wait for its group");
@@ -313,7 +324,9 @@ class [[nodiscard]] JoinHandle {
     handle_ = nullptr;
   }
   typename Task<T>::handle_type handle_;
+  // Made by the first outcome() call, which moves the value out of the frame.
   std::optional<Outcome<T>> outcome_;
+  [[no_unique_address]] std::monostate unit_;  // result() of a void task
 };
 
 class TaskGroup {

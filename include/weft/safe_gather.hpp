@@ -91,7 +91,7 @@ struct ChildRef {
 // task.
 struct ForkJoin {
   JoinState join;
-  CancelState scope;  // parented to the awaiting task's scope in fork()
+  CancelState scope{CancelState::ParentLater{}};  // parented in fork()
   PromiseBase* awaiting = nullptr;
 
   // Wires `n` fresh children (`child(i)` -> ChildRef) to the join and to a new scope below the

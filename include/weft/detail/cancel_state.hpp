@@ -109,14 +109,21 @@ class CancelState {
         parent_(parent),
         deadline_(parent != nullptr && parent->deadline_ < deadline ? parent->deadline_
                                                                     : deadline) {}
-  // Re-parents a scope nobody has used yet (a fork's scope, made with its awaiter before the
-  // parent is known): as if it had been constructed below `parent`.
+  // A scope whose parent is given later by adopt_parent(), before any other use (a fork's
+  // scope, made with its awaiter on the hot path before the parent is known).
+  struct ParentLater {};
+  explicit CancelState(ParentLater) noexcept : parent_(nullptr) {}
+  // Re-parents a scope nobody has used yet: as if it had been constructed below `parent`.
   void adopt_parent(CancelState* parent) noexcept {
     parent_ = parent;
     if (parent != nullptr) {
       validated_epoch_.store(parent->validated_epoch_.load(std::memory_order_relaxed),
                              std::memory_order_relaxed);
       deadline_ = parent->deadline_;
+    } else {
+      validated_epoch_.store(g_cancel_epoch.load(std::memory_order_acquire),
+                             std::memory_order_relaxed);
+      deadline_ = TimePoint::max();
     }
   }
   // Lowers the deadline of a scope nobody has used yet (a timed gather's, between

@@ -134,14 +134,17 @@ struct JoinState : InlineRun {
       cancel_on_failure->cancel();
   }
 
+  // Set by start(), before any child runs; left unset until then (a gather makes one of these
+  // per fork, on the hot path).
   std::coroutine_handle<> parent;
-  Worker* owner = nullptr;
-  std::int64_t base = 0;
-  std::uint32_t total = 0;
-  std::uint32_t local_done = 0;
-  std::uint32_t unpopped = 0;
-  bool inline_run = false;
-  std::atomic<std::uint32_t> pending{0};
+  Worker* owner;
+  std::int64_t base;
+  std::uint32_t total;
+  std::uint32_t local_done;
+  std::uint32_t unpopped;
+  bool inline_run;
+  std::atomic<std::uint32_t> pending;
+
   std::atomic<PromiseBase*> first_failure{nullptr};
   CancelState* cancel_on_failure = nullptr;
 

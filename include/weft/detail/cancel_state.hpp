@@ -32,8 +32,13 @@
 //     runs that scope's list, once (`closed`).
 //   - After a scope's callbacks ran the list is empty and closed: add_callback() returns false
 //     and the caller runs its action inline.
-//   - remove_callback() returns only when the callback is not running on another thread (the
-//     std::stop_callback rule), so a waiter may free its node right after.
+//   - remove_callback() returns only when the callback is done with the node on every other
+//     thread (the std::stop_callback rule), so its owner may free the node right after: when
+//     `run` has returned, or, for a node that marks its own completion, when `run` has made its
+//     last touch of the node (it may still be running, on memory of its own).
+//   - A canceller keeps the scope alive while it runs the list (every canceller owns or waits
+//     for the scope: a linked child's removal, a deadline timer's disarm and the references
+//     of tokens wait for it), so it may retake the scope's lock after a woken task returned.
 #pragma once
 
 #include <atomic>
@@ -162,7 +167,8 @@ class CancelState {
   // Registers `node` to run once when this scope (or an ancestor) is cancelled. Returns false,
   // without registering, when it already is: the caller then runs the action itself.
   bool add_callback(CancelCallbackNode& node) noexcept;
-  // Unregisters `node`; if it is running on another thread, waits for it to finish.
+  // Unregisters `node`; if it is running on another thread, waits until it is done with the
+  // node (see marks_own_completion).
   void remove_callback(CancelCallbackNode& node) noexcept;
 
   CancelState* parent() const noexcept { return parent_; }

@@ -134,8 +134,8 @@ struct JoinState : InlineRun {
       cancel_on_failure->cancel();
   }
 
-  // Set by start(), before any child runs; left unset until then (a gather makes one of these
-  // per fork, on the hot path).
+  // Set by start(), before any child runs, and not before (a gather makes one of these per
+  // fork, on the hot path: zero-filling them first cost more than the fork's own stores).
   std::coroutine_handle<> parent;
   Worker* owner;
   std::int64_t base;

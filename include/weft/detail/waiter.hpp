@@ -15,8 +15,9 @@
 //   Cancelling (scope callback, any thread): CAS Waiting -> Cancelled, leave() (unlink under
 //     the primitive's lock), resume the task; or CAS Setup -> Cancelled and leave the task
 //     to go on by itself (step 2 fails). If both fail it was notified: nothing to do.
-//   Resuming (await_resume): end() removes the callback (waiting for it if it runs on another
-//     thread), then the task throws Cancelled or takes the primitive's result.
+//   Resuming (await_resume): end() removes the callback (waiting, if it runs on another thread,
+//     until it is done with the node: on_cancel() marks that itself, before it resumes the
+//     task), then the task throws Cancelled or takes the primitive's result.
 //
 // Invariants: exactly one of wake/cancel wins the waiter; the task is resumed exactly once.
 // A Waiting waiter may be resumed while its await_suspend is still returning: nothing touches

@@ -185,6 +185,61 @@ TEST(TaskGroup, ResultsAreReadThroughJoinHandlesAfterTheGroupEnded) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(r.many[i], i * 3) << "child " << i;
 }
 
+Task<int> throws_error(int id) {
+  throw TaskError(id);
+  co_return 0;
+}
+
+TEST(TaskGroup, ResultReadsTheSameValueEachTimeAndOutcomeThenTakesIt) {
+  Runtime rt({.workers = 2});
+  struct Seen {
+    bool same_object = false;
+    int after_edit = 0;
+    int after_move_of_handle = 0;
+    int outcome_value = 0;
+    int result_after_outcome = 0;
+    int failures_rethrown = 0;
+  };
+  Seen seen = rt.block_on([]() -> Task<Seen> {
+    Seen seen;
+    std::optional<JoinHandle<std::string>> hs;
+    std::optional<JoinHandle<int>> hi, bad;
+    try {
+      co_await task_group([&](TaskGroup& tg) -> Task<void> {
+        hs.emplace(tg.spawn(text("in place")));
+        hi.emplace(tg.spawn(value_of(5)));
+        bad.emplace(tg.spawn(throws_error(9)));
+        co_return;
+      });
+    } catch (const weft::ExceptionGroup&) {
+    }
+    // Read in place, as often as wanted: the same object each time.
+    seen.same_object = &hs->result() == &hs->result() && hs->result() == "in place";
+    hi->result() += 1;
+    seen.after_edit = hi->result();
+    // A moved handle takes the frame, and the value in it, along.
+    JoinHandle<int> moved = std::move(*hi);
+    seen.after_move_of_handle = moved.result();
+    // outcome() takes the value out of the frame; result() then reads the Outcome.
+    seen.outcome_value = moved.outcome().value();
+    seen.result_after_outcome = moved.result();
+    for (int i = 0; i < 2; ++i) {
+      try {
+        (void)bad->result();
+      } catch (const TaskError& e) {
+        if (e.id == 9) ++seen.failures_rethrown;
+      }
+    }
+    co_return seen;
+  }());
+  EXPECT_TRUE(seen.same_object);
+  EXPECT_EQ(seen.after_edit, 6);
+  EXPECT_EQ(seen.after_move_of_handle, 6);
+  EXPECT_EQ(seen.outcome_value, 6);
+  EXPECT_EQ(seen.result_after_outcome, 6);
+  EXPECT_EQ(seen.failures_rethrown, 2) << "a failed task's result() rethrows every time";
+}
+
 TEST(TaskGroup, AJoinHandleRefusesItsResultBeforeItsTaskFinished) {
   Runtime rt({.workers = 2});
   Event release;

@@ -204,10 +204,14 @@ TEST(TaskGroup, ResultReadsTheSameValueEachTimeAndOutcomeThenTakesIt) {
     Seen seen;
     std::optional<JoinHandle<std::string>> hs;
     std::optional<JoinHandle<int>> hi, bad;
+    co_await task_group([&](TaskGroup& tg) -> Task<void> {
+      hs.emplace(tg.spawn(text("in place")));
+      hi.emplace(tg.spawn(value_of(5)));
+      co_return;
+    });
+    // In a group of its own: its failure would cancel siblings that had not started yet.
     try {
       co_await task_group([&](TaskGroup& tg) -> Task<void> {
-        hs.emplace(tg.spawn(text("in place")));
-        hi.emplace(tg.spawn(value_of(5)));
         bad.emplace(tg.spawn(throws_error(9)));
         co_return;
       });

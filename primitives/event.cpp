@@ -1,29 +1,10 @@
 #include "weft/event.hpp"
 
-#include <cstdio>
-#include <exception>
-#include <thread>
-
 namespace weft {
 
 Event::~Event() {
   std::unique_lock<std::mutex> lock(mutex_);
-  // A Cancelled waiter still queued has its cancellation in flight, about to call leave():
-  // wait for it. Only a Waiting waiter is a task that could never be woken.
-  auto only_cancelled_queued = [&] {
-    for (detail::Waiter* w = head_; w != nullptr; w = w->queue_next)
-      if (w->state.load(std::memory_order_acquire) != detail::Waiter::kCancelled) return false;
-    return head_ != nullptr;
-  };
-  while (only_cancelled_queued()) {
-    lock.unlock();
-    std::this_thread::yield();
-    lock.lock();
-  }
-  if (head_ != nullptr) {
-    std::fputs("weft: an Event was destroyed while tasks were waiting on it\n", stderr);
-    std::terminate();
-  }
+  detail::drain_cancelled_waiters_or_die(lock, &head_, "an Event");
 }
 
 bool Event::is_set() const {

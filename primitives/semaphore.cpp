@@ -61,7 +61,6 @@
 #include <cstdio>
 #include <exception>
 #include <string>
-#include <thread>
 
 namespace weft {
 
@@ -75,22 +74,7 @@ Semaphore::Semaphore(std::size_t permits) : state_(permits), capacity_(permits) 
 
 Semaphore::~Semaphore() {
   std::unique_lock<std::mutex> lock(mutex_);
-  // A Cancelled waiter still queued has its cancellation in flight, about to call leave():
-  // wait for it. Only a Waiting waiter is a task that could never be woken.
-  auto only_cancelled_queued = [&] {
-    for (Waiter* w = head_; w != nullptr; w = w->queue_next)
-      if (w->state.load(std::memory_order_acquire) != Waiter::kCancelled) return false;
-    return head_ != nullptr;
-  };
-  while (only_cancelled_queued()) {
-    lock.unlock();
-    std::this_thread::yield();
-    lock.lock();
-  }
-  if (head_ != nullptr) {
-    std::fputs("weft: a Semaphore was destroyed while tasks were waiting on it\n", stderr);
-    std::terminate();
-  }
+  detail::drain_cancelled_waiters_or_die(lock, &head_, "a Semaphore");
 }
 
 void Semaphore::throw_above_capacity(const char* what, std::size_t n) const {

@@ -1,5 +1,9 @@
 #include "weft/detail/waiter.hpp"
 
+#include <cstdio>
+#include <exception>
+#include <thread>
+
 namespace weft::detail {
 
 void Waiter::on_cancel(CancelCallbackNode* node) noexcept {
@@ -24,6 +28,25 @@ void Waiter::on_cancel(CancelCallbackNode* node) noexcept {
 void resume_waiter(Scheduler* s, std::coroutine_handle<> h) {
   if (s != nullptr) schedule(*s, h);
   else h.resume();
+}
+
+void drain_cancelled_waiters_or_die(std::unique_lock<std::mutex>& lock,
+                                    Waiter* const* head_of_queue, const char* what) noexcept {
+  auto only_cancelled_queued = [&] {
+    for (Waiter* w = *head_of_queue; w != nullptr; w = w->queue_next)
+      // Acquire pairs with the acq_rel CAS in on_cancel(): the claim is seen before leave().
+      if (w->state.load(std::memory_order_acquire) != Waiter::kCancelled) return false;
+    return *head_of_queue != nullptr;
+  };
+  while (only_cancelled_queued()) {
+    lock.unlock();
+    std::this_thread::yield();
+    lock.lock();
+  }
+  if (*head_of_queue != nullptr) {
+    std::fprintf(stderr, "weft: %s was destroyed while tasks were waiting on it\n", what);
+    std::terminate();
+  }
 }
 
 }  // namespace weft::detail

@@ -28,6 +28,7 @@
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
+#include <mutex>
 
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/worker.hpp"
@@ -115,5 +116,12 @@ struct Waiter : CancelCallbackNode {
 // Resumes `h` on `s` (from any thread); runs it inline when there is no scheduler (a waiter
 // that parked outside a runtime).
 void resume_waiter(Scheduler* s, std::coroutine_handle<> h);
+
+// A primitive's destructor, holding its queue's lock: waits until the queue (its head is
+// *head_of_queue) holds no Cancelled waiter (each has its cancellation in flight, about to call
+// leave(), which takes the lock), then terminates with "weft: <what> was destroyed while tasks
+// were waiting on it" if any waiter is still queued: a Waiting one could never be woken.
+void drain_cancelled_waiters_or_die(std::unique_lock<std::mutex>& lock,
+                                    Waiter* const* head_of_queue, const char* what) noexcept;
 
 }  // namespace weft::detail

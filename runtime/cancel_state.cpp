@@ -1,9 +1,26 @@
 #include "weft/detail/cancel_state.hpp"
 
 #include <cstddef>
+#include <cstdio>
+#include <exception>
 #include <mutex>
 
 namespace weft::detail {
+
+void report_throwing_cancellation_callback() noexcept {
+  const char* what = "an exception that is not a std::exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  std::fprintf(stderr,
+               "weft: a CancellationCallback's function threw (%s); cancellation callbacks "
+               "run inside cancel() and must not throw\n",
+               what);
+  std::terminate();
+}
 
 CancelState::Slow& CancelState::slow() noexcept {
   // Acquire pairs with the acq_rel CAS below: the winner's Slow is fully constructed.

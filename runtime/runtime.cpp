@@ -26,6 +26,9 @@ namespace {
 const RuntimeOptions& validated(const RuntimeOptions& options) {
   if (options.max_blocking_threads == 0)
     throw UsageError("RuntimeOptions::max_blocking_threads must be at least 1");
+  if (options.workers > kMaxWorkers)
+    throw UsageError("RuntimeOptions::workers must be at most " + std::to_string(kMaxWorkers) +
+                     ", not " + std::to_string(options.workers));
   return options;
 }
 }  // namespace
@@ -59,8 +62,18 @@ void Runtime::require_not_own_worker(const char* what) const {
 }
 
 void Runtime::start_root(detail::RootStateBase& state, std::coroutine_handle<> root) {
-  scheduler_->add_root(state);
-  detail::schedule(*scheduler_, root);
+  if (scheduler_->add_root(state)) {
+    detail::schedule(*scheduler_, root);
+    return;
+  }
+  // Shutdown has begun: the task never starts (destroying the unstarted root frame destroys
+  // it), and its Future reports why. The root's reference goes with its frame.
+  root.destroy();
+  state.exception = std::make_exception_ptr(
+      UsageError("weft: Runtime::submit after the runtime began shutting down (~Runtime): the "
+                 "task was not started"));
+  state.complete();
+  state.release();
 }
 
 namespace {
@@ -69,9 +82,9 @@ unsigned workers_from_environment() {
   if (text == nullptr || *text == '\0') return 0;
   char* end = nullptr;
   const unsigned long n = std::strtoul(text, &end, 10);
-  if (*end != '\0' || n == 0 || n > 4096)
-    throw UsageError(std::string("WEFT_WORKERS must be a worker count from 1 to 4096, not '") +
-                     text + "'");
+  if (*end != '\0' || n == 0 || n > kMaxWorkers)
+    throw UsageError("WEFT_WORKERS must be a worker count from 1 to " +
+                     std::to_string(kMaxWorkers) + ", not '" + text + "'");
   return static_cast<unsigned>(n);
 }
 }  // namespace

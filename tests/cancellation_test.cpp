@@ -295,6 +295,27 @@ TEST(Cancellation, ACallbackRegisteredAfterCancellationRunsInlineInItsConstructo
   EXPECT_EQ(runs, 1);
 }
 
+TEST(Cancellation, ACallbackThatThrowsStopsTheProcessWithAMessageNamingTheException) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // Run by cancel() on the cancelling thread, where nothing could catch it.
+  EXPECT_DEATH(
+      {
+        CancellationSource s;
+        CancellationCallback cb(s.token(), [] { throw std::runtime_error("disk on fire"); });
+        s.cancel();
+      },
+      "weft: a CancellationCallback's function threw \\(disk on fire\\)");
+  // Run inline by the constructor of a callback on a token already cancelled.
+  EXPECT_DEATH(
+      {
+        CancellationSource s;
+        s.cancel();
+        CancellationCallback cb(s.token(), [] { throw 42; });
+      },
+      "weft: a CancellationCallback's function threw \\(an exception that is not a "
+      "std::exception\\)");
+}
+
 TEST(Cancellation, ACallbackDestroyedBeforeTheCancellationNeverRuns) {
   CancellationSource s;
   int first = 0;

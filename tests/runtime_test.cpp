@@ -1,4 +1,5 @@
 // weft/runtime.hpp: Runtime, Future, default_runtime, sync_wait (SPEC §1).
+#include <weft/detail/testing.hpp>
 #include <weft/weft.hpp>
 
 #include <gtest/gtest.h>
@@ -7,12 +8,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -302,6 +306,20 @@ TEST(Runtime, FutureWaitForIsFalseUntilTheTaskEndsThenTrue) {
   EXPECT_EQ(f.get(), 12);
 }
 
+TEST(Runtime, FutureWaitForDurationMaxWaitsUntilTheTaskEnds) {
+  // now() + Duration::max() overflows: a wait that computed it returned false at once.
+  Runtime rt({.workers = 1});
+  for (const weft::Duration forever : {weft::Duration::max(), weft::Duration::max() - 1h}) {
+    Gate gate;
+    Future<int> f = rt.submit(wait_then_return(gate, 5));
+    ASSERT_FALSE(f.wait_for(0s));
+    std::thread opener([&] { gate.open(); });
+    EXPECT_TRUE(f.wait_for(forever)) << "wait_for returned before the task ended";
+    opener.join();
+    EXPECT_EQ(f.get(), 5);
+  }
+}
+
 TEST(Runtime, AMovedFromFutureIsEmpty) {
   Runtime rt({.workers = 1});
   Future<int> f = rt.submit(value_of(6));
@@ -478,6 +496,39 @@ TEST(Runtime, DestroyingARuntimeCancelsRunningTasksAndWaitsForThem) {
   }
 }
 
+// Once ~Runtime has begun, a submission is refused at once: a shielded task (which starts even
+// when cancelled) accepted then would keep ~Runtime waiting, and a stream of them for ever.
+TEST(Runtime, SubmissionsAfterShutdownBeganAreRefusedSoShutdownIsBounded) {
+  auto* rt = new Runtime({.workers = 2});
+  std::atomic<bool> shutdown_began{false};
+  std::atomic<bool> late_submitted{false};
+  // Holds ~Runtime in its wait for the roots until the late submission has been made (so
+  // that the runtime is still alive for it).
+  Future<void> holder = rt->submit([](std::atomic<bool>& began,
+                                      std::atomic<bool>& submitted) -> Task<void> {
+    bool cancelled = false;
+    try {
+      co_await weft::sleep_for(weft::Duration::max());
+    } catch (const Cancelled&) {
+      cancelled = true;
+    }
+    began.store(true);
+    spin_until([&] { return submitted.load(); });
+    if (cancelled) throw Cancelled{};
+  }(shutdown_began, late_submitted));
+  ASSERT_TRUE(spin_until([&] { return rt->stats().timers_armed == 1; }));
+  std::thread destroyer([rt] { delete rt; });
+  ASSERT_TRUE(spin_until([&] { return shutdown_began.load(); }));
+  Gate gate;
+  Future<int> late = rt->submit(weft::shield(wait_then_return(gate, 1)));
+  EXPECT_TRUE(late.wait_for(0s)) << "a submission made during ~Runtime was accepted";
+  late_submitted.store(true);
+  gate.open();  // a late task that was started anyway can end, and so can ~Runtime
+  destroyer.join();
+  EXPECT_THROW(late.get(), UsageError);
+  EXPECT_THROW(holder.get(), Cancelled);
+}
+
 TEST(Runtime, AFutureMayOutliveItsRuntime) {
   std::optional<Future<int>> done;
   std::optional<Future<int>> failed;
@@ -548,6 +599,44 @@ TEST(Runtime, ManyRuntimesAreCreatedAndDestroyedWithoutLeaksOrHangs) {
 
 // ----------------------------------------------------------------------------------------------
 // Workers, thread names, stats, parking
+
+// Threads of this process whose name starts with `prefix` (/proc/self/task/*/comm).
+int threads_named(const std::string& prefix) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name.rfind(prefix, 0) == 0) ++n;
+  }
+  return n;
+}
+
+TEST(Runtime, RuntimeRejectsAbsurdWorkerCounts) {
+  EXPECT_THROW(Runtime({.workers = 100000, .name = "absurd"}), UsageError);
+  EXPECT_THROW(Runtime({.workers = weft::kMaxWorkers + 1, .name = "absurd"}), UsageError);
+  EXPECT_EQ(threads_named("absurd"), 0);
+}
+
+TEST(Runtime, AWorkerThreadTheSystemRefusesIsASystemErrorAndLeavesNothingRunning) {
+  // The third worker thread fails to start, as if the system had run out of threads: before,
+  // the two running threads were destroyed joinable while the constructor unwound
+  // (std::terminate).
+  weft::detail::testing::fail_worker_thread_start_after(2);
+  try {
+    Runtime rt({.workers = 4, .name = "refused"});
+    ADD_FAILURE() << "the Runtime started although a worker thread could not";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::resource_unavailable_try_again);
+    EXPECT_NE(std::string(e.what()).find("weft: Runtime could start only 2 of its 4 worker "
+                                         "threads"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(threads_named("refused"), 0) << "a worker thread is still running";
+  // The seam acted once: the next runtime starts.
+  Runtime rt({.workers = 2});
+  EXPECT_EQ(rt.block_on(value_of(3)), 3);
+}
 
 TEST(Runtime, WorkersHonoursTheOption) {
   for (unsigned n : {1u, 2u, 3u}) {

@@ -33,8 +33,12 @@ using Duration = std::chrono::steady_clock::duration;
 // stacks back within seconds.
 inline constexpr std::chrono::seconds kDefaultBlockingKeepAlive{10};
 
+// The most workers a Runtime accepts: more is taken for a mistake (a count of tasks, say)
+// rather than a machine, and refused with UsageError before any thread starts.
+inline constexpr unsigned kMaxWorkers = 4096;
+
 struct RuntimeOptions {
-  unsigned workers = 0;                 // 0: std::thread::hardware_concurrency()
+  unsigned workers = 0;                 // 0: std::thread::hardware_concurrency(); at most kMaxWorkers
   bool pin_workers = false;             // worker i pinned to CPU i (mod the CPU count)
   unsigned max_blocking_threads = 512;  // bound of the to_thread pool (at least 1)
   std::string name = "weft";            // thread names: weft-w0, weft-w1, ..., weft-blk
@@ -71,7 +75,9 @@ class Future;
 class Runtime {
  public:
   // Starts the workers; the to_thread pool starts threads on demand. Throws UsageError when
-  // max_blocking_threads is 0 (to_thread could never run).
+  // max_blocking_threads is 0 (to_thread could never run) or workers is above kMaxWorkers.
+  // When the system refuses a worker thread, throws std::system_error (its what() says how
+  // many started) after stopping and joining those that did: nothing is left running.
   explicit Runtime(RuntimeOptions options = {});
   // Cancels what still runs, waits for it, then waits for every to_thread call still running
   // on the blocking pool to return (their awaiters have ended, their results are dropped;
@@ -93,7 +99,9 @@ class Runtime {
   }
 
   // Starts `task` from any thread; the runtime owns it until it ends. The Future reports the
-  // result; dropping the Future does not cancel the task.
+  // result; dropping the Future does not cancel the task. Once ~Runtime has begun (a task or
+  // another thread submitting while the runtime is destroyed), the task is refused: it never
+  // starts and its Future's get() throws UsageError, so shutdown stays bounded.
   template <class T>
   Future<T> submit(Task<T> task);
 

@@ -94,6 +94,10 @@ struct CancelCallbackNode {
 class CancelState;
 class SharedCancelState;
 
+// Called from a CancellationCallback whose function threw (inside its catch block): prints a
+// `weft:` line naming the exception, then std::terminate(). Never returns.
+[[noreturn]] void report_throwing_cancellation_callback() noexcept;
+
 using TimePoint = std::chrono::steady_clock::time_point;
 
 class CancelState {

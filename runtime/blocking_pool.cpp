@@ -135,6 +135,8 @@ void BlockingPool::run_thread(ThreadList::iterator self) {
   --live_;
 }
 
+bool BlockingPool::is_own_thread() const noexcept { return tl_pool == this; }
+
 void BlockingPool::shutdown() noexcept {
   if (tl_pool == this) {
     // Joining the pool from one of its calls would wait for that call forever. Not throwable

@@ -37,10 +37,23 @@ Runtime::Runtime(RuntimeOptions options)
     : scheduler_(std::make_unique<detail::Scheduler>(validated(options))) {}
 
 Runtime::~Runtime() {
+  // Waiting for our own threads to finish would never return. Not throwable from a destructor,
+  // and continuing would be a use-after-free: stop loudly.
   if (on_worker_thread()) {
-    // Waiting for our own worker to finish would never return. Not throwable from a
-    // destructor, and continuing would be a use-after-free: stop loudly.
     std::fputs("weft: a Runtime was destroyed from one of its own worker threads\n", stderr);
+    std::terminate();
+  }
+  if (scheduler_->timers().is_own_thread()) {
+    // A cancellation callback run because a deadline fired: the timed task cannot end while
+    // its timer's callback (this call) runs.
+    std::fputs("weft: a Runtime was destroyed from its own timer thread (by a cancellation "
+               "callback run when a deadline fired)\n",
+               stderr);
+    std::terminate();
+  }
+  if (scheduler_->blocking_pool().is_own_thread()) {
+    std::fputs("weft: a Runtime was destroyed by a call running on its own blocking pool\n",
+               stderr);
     std::terminate();
   }
   scheduler_->cancel_roots_and_wait();
@@ -59,6 +72,19 @@ void Runtime::require_not_own_worker(const char* what) const {
     throw UsageError(std::string(what) +
                      " called on one of the runtime's own workers would deadlock; "
                      "co_await the task instead");
+}
+
+void Runtime::require_not_own_thread(const char* what) const {
+  require_not_own_worker(what);
+  if (scheduler_->blocking_pool().is_own_thread())
+    throw UsageError(std::string(what) +
+                     " called on one of the runtime's own blocking-pool threads could deadlock "
+                     "(the task's own to_thread calls wait for a pool thread, and this one is "
+                     "held); return to the task and co_await there instead");
+  if (scheduler_->timers().is_own_thread())
+    throw UsageError(std::string(what) +
+                     " called on the runtime's own timer thread would deadlock (no timer "
+                     "fires while it waits)");
 }
 
 void Runtime::start_root(detail::RootStateBase& state, std::coroutine_handle<> root) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <latch>
@@ -143,6 +144,42 @@ TEST(Runtime, BlockOnFromOneOfItsOwnWorkersThrowsUsageError) {
     co_return false;
   }(rt));
   EXPECT_TRUE(threw);
+}
+
+TEST(Runtime, BlockOnFromOneOfItsOwnBlockingPoolThreadsThrowsUsageError) {
+  // With one pool thread, held by the outer call, the inner to_thread could never run: a
+  // deadlock, whenever the pool's bound is reached. Refused on every pool thread, so that it
+  // does not depend on the load.
+  Runtime rt({.workers = 1, .max_blocking_threads = 1});
+  const bool refused = rt.block_on(weft::to_thread([&rt] {
+    try {
+      (void)rt.block_on(weft::to_thread([] { return 1; }));
+      return false;
+    } catch (const UsageError&) {
+      return true;
+    }
+  }));
+  EXPECT_TRUE(refused);
+}
+
+TEST(Runtime, DestroyingTheRuntimeFromItsTimerThreadIsReportedNotAHang) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // The deadline fires on the timer thread, whose cancellation runs the callback, which
+  // destroys the runtime. That used to wait for ever for the timed task, which cannot end
+  // while its timer's callback runs. Before: the hang guard below ends the child with
+  // exit status 3 and no message.
+  EXPECT_DEATH(
+      {
+        auto* rt = new Runtime({.workers = 1});
+        Future<void> f = rt->submit(weft::timeout(1ms, [](Runtime* rt) -> Task<void> {
+          weft::CancellationToken token = co_await weft::this_task::token();
+          weft::CancellationCallback destroy(token, [rt] { delete rt; });
+          co_await weft::sleep_for(weft::Duration::max());
+        }(rt)));
+        (void)f.wait_for(60s);
+        std::_Exit(3);
+      },
+      "weft: a Runtime was destroyed from its own timer thread");
 }
 
 TEST(Runtime, BlockOnAnotherRuntimeFromAWorkerIsAllowed) {

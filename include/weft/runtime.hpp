@@ -84,17 +84,20 @@ class Runtime {
   // calls still queued run too, unless their awaiters were cancelled), then joins the
   // threads. So a blocking call that never returns keeps ~Runtime waiting. Calling it from
   // one of this runtime's own workers or blocking-pool threads would deadlock: that is
-  // reported and the process terminates.
+  // reported and the process terminates; so is calling it from its timer thread (a
+  // CancellationCallback run because a deadline fired).
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
-  // Runs `task` to completion from a thread that is not one of this runtime's workers, and
-  // returns its value or rethrows its exception. On one of its own workers it would deadlock,
-  // so it throws UsageError instead (co_await the task there).
+  // Runs `task` to completion from a thread that is not one of this runtime's own, and
+  // returns its value or rethrows its exception. On one of its own workers or its timer
+  // thread it would deadlock, and on one of its blocking-pool threads (inside a to_thread
+  // call) it would once the pool's bound is reached: each throws UsageError instead (co_await
+  // the task there).
   template <class T>
   T block_on(Task<T> task) {
-    require_not_own_worker("Runtime::block_on");
+    require_not_own_thread("Runtime::block_on");
     return submit(std::move(task)).get();
   }
 
@@ -113,6 +116,8 @@ class Runtime {
 
  private:
   void require_not_own_worker(const char* what) const;
+  // Also refuses the runtime's blocking-pool threads and its timer thread.
+  void require_not_own_thread(const char* what) const;
   void start_root(detail::RootStateBase& state, std::coroutine_handle<> root);
 
   std::unique_ptr<detail::Scheduler> scheduler_;

@@ -182,6 +182,28 @@ TEST(Runtime, DestroyingTheRuntimeFromItsTimerThreadIsReportedNotAHang) {
       "weft: a Runtime was destroyed from its own timer thread");
 }
 
+TEST(Runtime, DestroyingTheRuntimeFromOneOfItsOwnWorkersOrPoolThreadsIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // Each would wait for its own thread to finish: a message and an abort instead of a hang.
+  EXPECT_DEATH(
+      {
+        auto* rt = new Runtime({.workers = 1});
+        (void)rt->submit([](Runtime* rt) -> Task<void> {
+          delete rt;
+          co_return;
+        }(rt)).wait_for(60s);
+        std::_Exit(3);
+      },
+      "weft: a Runtime was destroyed from one of its own worker threads");
+  EXPECT_DEATH(
+      {
+        auto* rt = new Runtime({.workers = 1});
+        (void)rt->submit(weft::to_thread([rt] { delete rt; })).wait_for(60s);
+        std::_Exit(3);
+      },
+      "weft: a Runtime was destroyed by a call running on its own blocking pool");
+}
+
 TEST(Runtime, BlockOnAnotherRuntimeFromAWorkerIsAllowed) {
   Runtime outer({.workers = 1});
   Runtime inner({.workers = 1});

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "scheduler.hpp"
+#include "weft/deadline.hpp"
 #include "weft/errors.hpp"
 
 namespace weft::detail {
@@ -97,8 +98,17 @@ void BlockingPool::run_thread(ThreadList::iterator self) {
     if (head_ == nullptr) {
       if (closed_) break;  // drained: shutdown() joins us
       ++idle_;
-      const bool woken = work_.wait_for(lock, keep_alive_,
-                                        [&] { return head_ != nullptr || closed_; });
+      // Saturating (Deadline::after): wait_for(keep_alive_) would compute now() + keep_alive_,
+      // which overflows for Duration::max() and retired the thread at once.
+      const Deadline retire_at = Deadline::after(keep_alive_);
+      const auto has_work = [&] { return head_ != nullptr || closed_; };
+      bool woken;
+      if (retire_at.is_never()) {
+        work_.wait(lock, has_work);
+        woken = true;
+      } else {
+        woken = work_.wait_until(lock, retire_at.time(), has_work);
+      }
       --idle_;
       if (!woken) {
         // Idle for the whole keep-alive: retire. The next submit() or shutdown() joins us.
@@ -124,6 +134,8 @@ void BlockingPool::run_thread(ThreadList::iterator self) {
   }
   --live_;
 }
+
+bool BlockingPool::is_own_thread() const noexcept { return tl_pool == this; }
 
 void BlockingPool::shutdown() noexcept {
   if (tl_pool == this) {

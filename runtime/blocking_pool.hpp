@@ -48,6 +48,8 @@ class BlockingPool {
 
   // Threads alive now (busy or idle).
   unsigned live_threads() const;
+  // True on one of this pool's own threads.
+  bool is_own_thread() const noexcept;
 
  private:
   using ThreadList = std::list<std::thread>;

@@ -1,9 +1,26 @@
 #include "weft/detail/cancel_state.hpp"
 
 #include <cstddef>
+#include <cstdio>
+#include <exception>
 #include <mutex>
 
 namespace weft::detail {
+
+void report_throwing_cancellation_callback() noexcept {
+  const char* what = "an exception that is not a std::exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  std::fprintf(stderr,
+               "weft: a CancellationCallback's function threw (%s); cancellation callbacks "
+               "run inside cancel() and must not throw\n",
+               what);
+  std::terminate();
+}
 
 CancelState::Slow& CancelState::slow() noexcept {
   // Acquire pairs with the acq_rel CAS below: the winner's Slow is fully constructed.
@@ -45,9 +62,7 @@ SharedCancelState* CancelState::mirror() {
   if (m == nullptr) {
     SharedCancelState* fresh = SharedCancelState::make(nullptr);
     fresh->mirror_link_.owner = fresh;
-    fresh->mirror_link_.run = [](CancelCallbackNode* node) noexcept {
-      static_cast<SharedCancelState::MirrorNode*>(node)->owner->state().cancel();
-    };
+    fresh->mirror_link_.run = &cancel_mirror;
     // acq_rel: publishes the new state; acquire on failure sees the winner's.
     if (s.mirror.compare_exchange_strong(m, fresh, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
@@ -78,8 +93,8 @@ bool CancelState::check_ancestors(std::uint64_t epoch) const noexcept {
   // Relaxed: a cache of the acquire loads below.
   if (ancestor_cancelled_.load(std::memory_order_relaxed)) return true;
   for (const CancelState* s = this; s != nullptr; s = s->parent_) {
-    // Acquire pairs with the exchange in cancel(), ordered before the epoch bump we saw.
-    if (s->cancelled_.load(std::memory_order_acquire)) {
+    // Acquire pairs with the release store of kCancelled in mark().
+    if (s->phase_.load(std::memory_order_acquire) == kCancelled) {
       if (s != this) ancestor_cancelled_.store(true, std::memory_order_relaxed);
       return true;
     }
@@ -88,50 +103,152 @@ bool CancelState::check_ancestors(std::uint64_t epoch) const noexcept {
   return false;
 }
 
+bool CancelState::claim(CancelState* s) noexcept {
+  std::uint8_t expected = kLive;
+  // acq_rel: one canceller wins; acquire on failure pairs with the winner's CAS.
+  if (s->phase_.compare_exchange_strong(expected, kMarking, std::memory_order_acq_rel,
+                                        std::memory_order_acquire))
+    return true;
+  // Another canceller marks `s` and its subtree (which we never lock: no deadlock). Our flags
+  // above `s` must come after its flag in the order readers see, so wait until it is set.
+  // Acquire pairs with its release store of kCancelled.
+  while (s->phase_.load(std::memory_order_acquire) != kCancelled) std::this_thread::yield();
+  return false;
+}
+
+CancelState* CancelState::child_of(CancelCallbackNode* node) noexcept {
+  if (node->run == &cancel_linked_child) return static_cast<LinkNode*>(node)->child;
+  if (node->run == &cancel_mirror)
+    return &static_cast<SharedCancelState::MirrorNode*>(node)->owner->state();
+  return nullptr;
+}
+
 bool CancelState::mark() noexcept {
-  // acq_rel: one winner; pairs with the acquire loads in check_ancestors().
-  if (cancelled_.exchange(true, std::memory_order_acq_rel)) return false;
+  if (!claim(this)) return false;
+  // A depth-first walk of the linked subtree, without recursion. Entering a scope locks its
+  // Slow part (so that its linked children cannot unlink and be freed while we are below it;
+  // locks nest parent before child only) and keeps the way back in it. A scope is published
+  // once everything below it is: an epoch bump after the children's flags, then its flag.
+  const auto enter = [](CancelState* scope, CancelState* from) noexcept -> Slow* {
+    // Acquire pairs with the CAS that installed it (slow()). A scope without one has nothing
+    // linked below it.
+    Slow* s = scope->slow_.load(std::memory_order_acquire);
+    if (s == nullptr) return nullptr;
+    s->lock.lock();
+    s->mark_cursor = s->callbacks;
+    s->mark_return = from;
+    s->marked_children = false;
+    return s;
+  };
+  CancelState* scope = this;
+  Slow* s = enter(this, nullptr);
+  for (;;) {
+    CancelState* child = nullptr;
+    while (s != nullptr && child == nullptr && s->mark_cursor != nullptr) {
+      child = child_of(s->mark_cursor);
+      s->mark_cursor = s->mark_cursor->next;
+    }
+    if (child != nullptr) {
+      s->marked_children = true;  // marked by us, or by its own canceller (claim() waited)
+      if (!claim(child)) continue;
+      if (Slow* cs = enter(child, scope)) {
+        scope = child;
+        s = cs;
+        continue;
+      }
+      // Release pairs with the checks' acquire loads; our bump before the parent's flag
+      // follows it.
+      child->phase_.store(kCancelled, std::memory_order_release);
+      continue;
+    }
+    // Everything below `scope` is set: a bump (release; a check that sees it sees those flags)
+    // before its own flag, so that a reader who sees the flag can no longer validate below.
+    if (s != nullptr && s->marked_children)
+      g_cancel_epoch.fetch_add(1, std::memory_order_release);
+    // Release pairs with the checks' acquire loads.
+    scope->phase_.store(kCancelled, std::memory_order_release);
+    if (scope == this) {
+      if (s != nullptr) s->lock.unlock();
+      break;
+    }
+    CancelState* parent = s->mark_return;
+    s->lock.unlock();
+    scope = parent;
+    // Relaxed: we entered (and locked) it on the way down, so it is there.
+    s = parent->slow_.load(std::memory_order_relaxed);
+  }
   // Release: a check that sees the new epoch sees our flag (see is_cancelled()).
   g_cancel_epoch.fetch_add(1, std::memory_order_release);
-  // Acquire pairs with the CAS that installed it (slow()).
-  Slow* s = slow_.load(std::memory_order_acquire);
-  if (s == nullptr) return true;
-  // Under our lock a linked child cannot unlink, so it is alive while we mark it. Locks nest
-  // parent before child only.
-  std::lock_guard<SpinLock> guard(s->lock);
-  if (SharedCancelState* m = s->mirror.load(std::memory_order_acquire)) m->state().mark();
-  for (CancelCallbackNode* node = s->callbacks; node != nullptr; node = node->next)
-    if (node->run == &cancel_linked_child) static_cast<LinkNode*>(node)->child->mark();
   return true;
 }
 
 void CancelState::run_callbacks() noexcept {
-  Slow& s = slow();
-  s.lock.lock();
-  if (s.closed) {  // another thread runs (or ran) them
-    s.lock.unlock();
-    return;
-  }
-  s.closed = true;
-  while (CancelCallbackNode* node = s.callbacks) {
-    s.callbacks = node->next;
-    if (s.callbacks != nullptr) s.callbacks->prev = nullptr;
-    node->next = nullptr;
-    node->registered = false;
-    s.running = node;
-    s.running_thread = std::this_thread::get_id();
-    const bool marks_own_completion = node->marks_own_completion;
-    s.lock.unlock();
-    node->run(node);
-    s.lock.lock();
+  // Runs this scope's list and, in place of recursion, the lists of the linked children and
+  // mirrors it leads to: while we are in a child's list the parent's `running` names our way
+  // in (its link or mirror node), so the child's removal from the parent waits for us and the
+  // child stays alive, as it did while a recursive cancel() ran.
+  const auto finish = [](Slow& s, CancelCallbackNode* node, bool marks_own_completion) noexcept {
     // Unless the callback removed (and maybe freed) itself, which cleared `running`, or
     // marked its own completion (after which its owner may have freed it): release pairs
     // with the acquire in remove_callback(); `node` may be freed from here on.
     if (s.running == node && !marks_own_completion)
       node->ran.store(true, std::memory_order_release);
     s.running = nullptr;
+  };
+  Slow* s = &slow();
+  s->lock.lock();
+  if (s->closed) {  // another thread runs (or ran) them
+    s->lock.unlock();
+    return;
   }
-  s.lock.unlock();
+  s->closed = true;
+  s->run_return = nullptr;
+  s->run_via = nullptr;
+  CancelState* scope = this;
+  for (;;) {
+    CancelCallbackNode* node = s->callbacks;
+    if (node == nullptr) {
+      CancelState* parent = s->run_return;
+      CancelCallbackNode* via = s->run_via;
+      s->lock.unlock();
+      if (parent == nullptr) return;  // back at this scope: done
+      scope = parent;
+      // Relaxed: its list is being run by us, so its Slow part is there.
+      s = parent->slow_.load(std::memory_order_relaxed);
+      s->lock.lock();
+      finish(*s, via, false);
+      continue;
+    }
+    s->callbacks = node->next;
+    if (s->callbacks != nullptr) s->callbacks->prev = nullptr;
+    node->next = nullptr;
+    node->registered = false;
+    s->running = node;
+    s->running_thread = std::this_thread::get_id();
+    if (CancelState* child = child_of(node)) {
+      s->lock.unlock();
+      child->mark();  // usually marked already, with us (returns at once)
+      Slow* cs = &child->slow();
+      cs->lock.lock();
+      if (cs->closed) {  // another thread runs (or ran) its list
+        cs->lock.unlock();
+        s->lock.lock();
+        finish(*s, node, false);
+        continue;
+      }
+      cs->closed = true;
+      cs->run_return = scope;
+      cs->run_via = node;
+      scope = child;
+      s = cs;
+      continue;
+    }
+    const bool marks_own_completion = node->marks_own_completion;
+    s->lock.unlock();
+    node->run(node);
+    s->lock.lock();
+    finish(*s, node, marks_own_completion);
+  }
 }
 
 bool CancelState::cancel() noexcept {
@@ -144,6 +261,10 @@ bool CancelState::cancel() noexcept {
 
 bool CancelState::add_callback(CancelCallbackNode& node) noexcept {
   if (!materialize()) return false;
+  return add_to_list(node);
+}
+
+bool CancelState::add_to_list(CancelCallbackNode& node) noexcept {
   Slow& s = slow();
   std::lock_guard<SpinLock> guard(s.lock);
   if (s.closed) return false;
@@ -181,32 +302,59 @@ void CancelState::remove_callback(CancelCallbackNode& node) noexcept {
 
 bool CancelState::materialize() noexcept {
   if (parent_ == nullptr) return !cancelled_here();
-  std::uint8_t state = link_state_.load(std::memory_order_acquire);
-  if (state == kLinked) return true;
-  if (state == kUnlinked &&
-      link_state_.compare_exchange_strong(state, kLinking, std::memory_order_acquire,
-                                          std::memory_order_acquire)) {
-    LinkNode& link = slow().link;
-    link.run = &cancel_linked_child;
-    link.child = this;
-    if (!parent_->add_callback(link)) {
-      // An ancestor is cancelled: so are we. Leave unlinked (nothing to remove later).
-      link_state_.store(kUnlinked, std::memory_order_release);
-      cancel();
-      return false;
+  // Acquire pairs with the release store of kLinked below: the chain above is linked.
+  if (link_state_.load(std::memory_order_acquire) == kLinked) return true;
+  // Climb, claiming every unlinked scope from here up to the first linked one (or a root),
+  // each remembering the claimed scope below it. A scope another thread is linking is waited
+  // for: that thread only climbs, above the scopes we hold, so waiting cannot deadlock.
+  CancelState* top = nullptr;
+  for (CancelState* scope = this; scope->parent_ != nullptr;) {
+    // Acquire pairs with the release stores of link_state_ below.
+    std::uint8_t state = scope->link_state_.load(std::memory_order_acquire);
+    if (state == kLinked) break;
+    if (state == kLinking) {
+      std::this_thread::yield();
+      continue;  // look again: linked now, or back to unlinked after a failure
     }
-    // Release pairs with the acquire loads of link_state_ here and in release_slow().
-    link_state_.store(kLinked, std::memory_order_release);
-    return true;
+    if (scope->link_state_.compare_exchange_strong(state, kLinking, std::memory_order_acquire,
+                                                   std::memory_order_acquire)) {
+      scope->slow().link_below = top;
+      top = scope;
+      scope = scope->parent_;
+    }
   }
-  // Another thread is linking this scope: wait for it (a few pointer writes).
-  while ((state = link_state_.load(std::memory_order_acquire)) == kLinking)
-    std::this_thread::yield();
-  return state == kLinked || !is_cancelled();
+  // Link top-down: each scope into its parent, whose chain is linked by then. Once an
+  // ancestor turns out cancelled (its list is closed), every scope left below is cancelled
+  // too and stays unlinked (nothing to remove later). `top` is the scope claimed last, the
+  // highest; link_below leads down to this one.
+  bool linked = true;
+  while (top != nullptr) {
+    Slow& s = top->slow();
+    CancelState* below = s.link_below;
+    if (linked) {
+      s.link.run = &cancel_linked_child;
+      s.link.child = top;
+      linked = top->parent_->add_to_list(s.link);
+    }
+    if (linked) {
+      // Release pairs with the acquire loads of link_state_ here and in release_slow().
+      top->link_state_.store(kLinked, std::memory_order_release);
+    } else {
+      // Release: a thread waiting for kLinking to end claims it again and finds the same.
+      top->link_state_.store(kUnlinked, std::memory_order_release);
+      top->cancel();  // nothing is linked below it yet: no deep walk
+    }
+    top = below;
+  }
+  return linked;
 }
 
 void CancelState::cancel_linked_child(CancelCallbackNode* node) noexcept {
   static_cast<LinkNode*>(node)->child->cancel();
+}
+
+void CancelState::cancel_mirror(CancelCallbackNode* node) noexcept {
+  static_cast<SharedCancelState::MirrorNode*>(node)->owner->state().cancel();
 }
 
 }  // namespace weft::detail

@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <system_error>
 
 #include "weft/detail/join_state.hpp"
+#include "weft/detail/testing.hpp"
 #include "weft/task.hpp"
 
 namespace weft::detail {
@@ -52,7 +54,16 @@ Scheduler::Scheduler(const RuntimeOptions& options)
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i, idle_));
   threads_.reserve(n);
-  for (auto& w : workers_) start_thread(*w, options);
+  try {
+    for (auto& w : workers_) start_thread(*w, options);
+  } catch (const std::system_error& e) {
+    // Joinable std::threads destroyed while unwinding would std::terminate: stop and join the
+    // workers that did start (they have no work: nothing was submitted yet), then report.
+    stop_and_join_workers();
+    throw std::system_error(e.code(), "weft: Runtime could start only " +
+                                          std::to_string(threads_.size()) + " of its " +
+                                          std::to_string(n) + " worker threads");
+  }
 }
 
 Scheduler::~Scheduler() {
@@ -61,6 +72,10 @@ Scheduler::~Scheduler() {
   // Every task has ended, so no timer is armed; a callback may still be returning from its
   // last injection.
   timers_.stop();
+  stop_and_join_workers();
+}
+
+void Scheduler::stop_and_join_workers() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
   // Orders the store before wake_all()'s loads of park_state (Dekker with park()'s S1/S4).
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -68,7 +83,23 @@ Scheduler::~Scheduler() {
   for (std::thread& t : threads_) t.join();
 }
 
+// detail/testing.hpp: how many more worker threads may start before one fails; -1: no limit.
+// Relaxed: a test sets it before it constructs the Runtime, on the same thread.
+static std::atomic<long> g_worker_starts_before_failure{-1};
+
+void testing::fail_worker_thread_start_after(unsigned started) noexcept {
+  g_worker_starts_before_failure.store(started, std::memory_order_relaxed);
+}
+
 void Scheduler::start_thread(Worker& w, const RuntimeOptions& options) {
+  // The test seam (detail/testing.hpp): one relaxed load per thread started.
+  if (long left = g_worker_starts_before_failure.load(std::memory_order_relaxed); left >= 0)
+      [[unlikely]] {
+    g_worker_starts_before_failure.store(left - 1, std::memory_order_relaxed);
+    if (left == 0)
+      throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                              "thread start refused by the test seam");
+  }
   std::string name = options.name + "-w" + std::to_string(w.index);
   const bool pin = options.pin_workers;
   threads_.emplace_back([this, &w, name = std::move(name), pin] {
@@ -181,13 +212,16 @@ bool yield_to_others(std::coroutine_handle<> h) {
   return true;
 }
 
-void Scheduler::add_root(RootStateBase& root) {
+bool Scheduler::add_root(RootStateBase& root) {
   std::lock_guard<std::mutex> lock(roots_mutex_);
-  if (closing_) root.cancel.cancel();
+  // Refused once shutdown began: a root accepted now would be waited for too, and a stream of
+  // them (a shielded task starts even when cancelled) could delay ~Runtime without bound.
+  if (closing_) return false;
   root.next = roots_;
   if (roots_ != nullptr) roots_->prev = &root;
   roots_ = &root;
   ++live_roots_;
+  return true;
 }
 
 void Scheduler::remove_root(RootStateBase& root) noexcept {

@@ -32,11 +32,11 @@ class Scheduler {
   // From any thread: make `h` runnable.
   void inject(std::coroutine_handle<> h);
 
-  // Roots: registered when submitted, removed by root_finished().
-  void add_root(RootStateBase& root);
+  // Roots: registered when submitted, removed by root_finished(). add_root() refuses (false)
+  // once cancel_roots_and_wait() has begun.
+  bool add_root(RootStateBase& root);
   void remove_root(RootStateBase& root) noexcept;
-  // Cancels every live root and waits until all have finished; later submissions start
-  // cancelled.
+  // Cancels every live root and waits until all have finished; later submissions are refused.
   void cancel_roots_and_wait();
 
   RuntimeStats stats() const;
@@ -57,6 +57,8 @@ class Scheduler {
   void park(Worker& w);
   void wake_all() noexcept;
   void start_thread(Worker& w, const RuntimeOptions& options);
+  // Tells the workers to exit once idle, wakes them and joins their threads.
+  void stop_and_join_workers() noexcept;
 
   std::vector<std::unique_ptr<Worker>> workers_;
   IdleCount idle_;

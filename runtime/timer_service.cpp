@@ -30,7 +30,12 @@ constexpr unsigned long kTimerSlackNs = 1000;
 std::size_t parent_of(std::size_t i) noexcept { return (i - 1) / kArity; }
 std::size_t first_child_of(std::size_t i) noexcept { return i * kArity + 1; }
 
+// The service whose timer thread this is (null elsewhere).
+thread_local const TimerService* tl_timer_service = nullptr;
+
 }  // namespace
+
+bool TimerService::is_own_thread() const noexcept { return tl_timer_service == this; }
 
 TimerService::TimerService(std::string thread_name) : thread_name_(std::move(thread_name)) {}
 
@@ -107,6 +112,7 @@ void TimerService::run() {
   // Linux thread names hold 15 characters.
   pthread_setname_np(pthread_self(), thread_name_.substr(0, 15).c_str());
   prctl(PR_SET_TIMERSLACK, kTimerSlackNs, 0, 0, 0);
+  tl_timer_service = this;
 
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {

@@ -15,6 +15,7 @@
 
 namespace {
 
+using namespace std::chrono_literals;
 using weft::Cancelled;
 using weft::Completed;
 using weft::Completions;
@@ -225,6 +226,105 @@ TEST(AsCompleted, TwoNextCallsAtOnceAreAUsageError) {
                  });
                }(g)),
                weft::ExceptionGroup);
+}
+
+TEST(AsCompleted, NextOrSizeOnAMovedFromCompletionsIsAUsageError) {
+  Runtime rt({.workers = 1});
+  EXPECT_TRUE(rt.block_on([]() -> Task<bool> {
+    bool refused = false;
+    co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
+      std::vector<Task<int>> tasks;
+      tasks.push_back([]() -> Task<int> { co_return 1; }());
+      Completions<int> from = weft::as_completed(tg, std::move(tasks));
+      Completions<int> to = std::move(from);
+      // Was a null dereference.
+      EXPECT_THROW((void)from.next(), UsageError);
+      EXPECT_THROW((void)from.size(), UsageError);
+      auto c = co_await to.next();
+      refused = c.has_value() && c->index == 0;
+    });
+    co_return refused;
+  }()));
+}
+
+TEST(AsCompleted, ACompletionsMovedOutOfTheBodyDoesNotKeepATimedOutGroupOpen) {
+  // The group's cancellation (here its timeout) ends the hold of a Completions that outlives
+  // the body; before, the group waited for it for ever.
+  Runtime rt({.workers = 2});
+  std::optional<Completions<int>> escaped;
+  std::atomic<int> cancelled{0};
+  EXPECT_THROW(
+      rt.block_on(weft::timeout(20ms, weft::task_group([&](TaskGroup& tg) -> Task<void> {
+        std::vector<Task<int>> tasks;
+        for (int i = 0; i < 3; ++i)
+          tasks.push_back([](std::atomic<int>& cancelled) -> Task<int> {
+            try {
+              co_await weft::sleep_for(weft::Duration::max());
+            } catch (const Cancelled&) {
+              cancelled.fetch_add(1);
+              throw;
+            }
+            co_return 0;
+          }(cancelled));
+        escaped.emplace(weft::as_completed(tg, std::move(tasks)));
+        co_return;
+      }))),
+      weft::TimeoutError);
+  EXPECT_LE(cancelled.load(), 3) << "every task ended with the group";
+  escaped.reset();  // after its group ended: touches nothing of the group
+}
+
+// An outside cancellation that arrives while as_completed spawns: either it throws before any
+// task started, or it returns with every task accounted for. Before, it could start some tasks
+// and then throw UsageError (the rest dropped).
+TEST(AsCompleted, AnOutsideCancellationDuringTheSpawnsStartsAllTasksOrNone) {
+  Runtime rt({.workers = 2});
+  constexpr int kTasks = 500;
+  const int rounds = weft_test::kSanitized ? 30 : 150;
+  int threw = 0, returned = 0;
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<int> bodies{0};
+    std::atomic<bool> go{false};
+    struct Seen {
+      bool threw = false;
+    };
+    auto seen = std::make_shared<Seen>();
+    weft::Future<void> f = rt.submit(
+        [](std::atomic<int>& bodies, std::atomic<bool>& go, std::shared_ptr<Seen> seen) -> Task<void> {
+          co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
+            std::vector<Task<int>> tasks;
+            for (int i = 0; i < kTasks; ++i)
+              tasks.push_back([](std::atomic<int>& bodies) -> Task<int> {
+                bodies.fetch_add(1);
+                co_return 0;
+              }(bodies));
+            go.store(true);
+            try {
+              Completions<int> done = weft::as_completed(tg, std::move(tasks));
+            } catch (const UsageError&) {
+              seen->threw = true;
+            }
+            co_return;
+          });
+        }(bodies, go, seen));
+    weft_test::spin_until([&] { return go.load(); });
+    for (int spin = round % 40; spin > 0; --spin) std::this_thread::yield();
+    f.cancel();
+    try {
+      f.get();
+    } catch (const Cancelled&) {
+    } catch (const weft::ExceptionGroup&) {
+    }
+    if (seen->threw) {
+      ++threw;
+      EXPECT_EQ(bodies.load(), 0) << "as_completed threw after starting tasks (round " << round
+                                  << ")";
+    } else {
+      ++returned;
+    }
+  }
+  RecordProperty("threw", threw);
+  RecordProperty("returned", returned);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // weft/cancellation.hpp and how tasks are cancelled (SPEC §3): sources, tokens and callbacks,
 // parent-linked sources, with_cancellation, shield, Future::cancel, tasks cancelled before they
 // start, level-triggered delivery, and the report of a swallowed cancellation.
+#include <weft/detail/cancel_state.hpp>
 #include <weft/event.hpp>
 #include <weft/weft.hpp>
 
@@ -293,6 +294,27 @@ TEST(Cancellation, ACallbackRegisteredAfterCancellationRunsInlineInItsConstructo
   EXPECT_EQ(ran_on, std::this_thread::get_id());
   s.cancel();
   EXPECT_EQ(runs, 1);
+}
+
+TEST(Cancellation, ACallbackThatThrowsStopsTheProcessWithAMessageNamingTheException) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // Run by cancel() on the cancelling thread, where nothing could catch it.
+  EXPECT_DEATH(
+      {
+        CancellationSource s;
+        CancellationCallback cb(s.token(), [] { throw std::runtime_error("disk on fire"); });
+        s.cancel();
+      },
+      "weft: a CancellationCallback's function threw \\(disk on fire\\)");
+  // Run inline by the constructor of a callback on a token already cancelled.
+  EXPECT_DEATH(
+      {
+        CancellationSource s;
+        s.cancel();
+        CancellationCallback cb(s.token(), [] { throw 42; });
+      },
+      "weft: a CancellationCallback's function threw \\(an exception that is not a "
+      "std::exception\\)");
 }
 
 TEST(Cancellation, ACallbackDestroyedBeforeTheCancellationNeverRuns) {
@@ -931,6 +953,71 @@ TEST(Cancellation, ACancelledTaskThatWasNeverHandedCancelledIsNotReported) {
   cancel_requested.store(true);
   EXPECT_EQ(f.get(), 5);
   EXPECT_EQ(recorder.count(), 0);
+}
+
+// ----------------------------------------------------------------------------------------------
+// The order cancellation becomes visible in, and its depth (weft/detail/cancel_state.hpp)
+
+// Once any thread reads a scope as cancelled, a token of that scope (or of a scope linked below
+// it) must read cancelled too. cancel() used to bump the epoch for the scope's flag before it
+// marked the token mirrors: a reader could see the scope cancelled and the token not, for as
+// long as the canceller waited for the scope's lock (a thread here keeps taking it).
+TEST(Cancellation, ATokenReadsCancelledOnceItsScopeDoes) {
+  using weft::detail::CancelCallbackNode;
+  using weft::detail::CancelState;
+  using weft::detail::SharedCancelState;
+  const int rounds = weft_test::kSanitized ? 300 : 3000;
+  std::atomic<int> stale_tokens{0};
+  for (int round = 0; round < rounds; ++round) {
+    CancelState scope;
+    CancelState child(&scope);
+    SharedCancelState* scope_token = scope.mirror();
+    SharedCancelState* child_token = child.mirror();  // links `child` below `scope`
+    std::atomic<bool> stop{false};
+    std::thread contender([&] {
+      CancelCallbackNode node;
+      node.run = [](CancelCallbackNode*) noexcept {};
+      // Relaxed: a stop request, nothing else to see.
+      while (!stop.load(std::memory_order_relaxed) && scope.add_callback(node))
+        scope.remove_callback(node);
+    });
+    std::thread reader([&] {
+      while (!scope.is_cancelled()) {
+      }
+      if (!scope_token->state().is_cancelled()) stale_tokens.fetch_add(1);
+      if (!child_token->state().is_cancelled()) stale_tokens.fetch_add(1);
+      if (!child.is_cancelled()) stale_tokens.fetch_add(1);
+    });
+    EXPECT_TRUE(scope.cancel());
+    reader.join();
+    stop.store(true, std::memory_order_relaxed);
+    contender.join();
+    child_token->release();
+    scope_token->release();
+  }
+  EXPECT_EQ(stale_tokens.load(), 0) << "a token read 'not cancelled' after its scope read "
+                                       "'cancelled'";
+}
+
+// Each level is a gather of one child: a scope. The sleep at the bottom links the whole chain
+// (its wake-up must reach it), and the cancellation then crosses every level. Both used to
+// recurse once per level: a stack overflow at this depth.
+weft::Task<void> nested_scopes(int depth) {
+  if (depth == 0) {
+    co_await weft::sleep_for(weft::Duration::max());
+    co_return;
+  }
+  (void)co_await weft::safe_gather(nested_scopes(depth - 1));
+}
+
+TEST(Cancellation, TwoHundredThousandNestedScopesLinkAndCancelWithoutOverflowingTheStack) {
+  Runtime rt({.workers = 2});
+  weft::Future<void> f = rt.submit(nested_scopes(200'000));
+  ASSERT_TRUE(spin_until([&] { return rt.stats().timers_armed == 1; }))
+      << "the bottom never went to sleep";
+  f.cancel();
+  EXPECT_THROW(f.get(), Cancelled);
+  EXPECT_EQ(rt.stats().timers_armed, 0u);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // weft/runtime.hpp: Runtime, Future, default_runtime, sync_wait (SPEC §1).
+#include <weft/detail/testing.hpp>
 #include <weft/weft.hpp>
 
 #include <gtest/gtest.h>
@@ -7,12 +8,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -139,6 +144,64 @@ TEST(Runtime, BlockOnFromOneOfItsOwnWorkersThrowsUsageError) {
     co_return false;
   }(rt));
   EXPECT_TRUE(threw);
+}
+
+TEST(Runtime, BlockOnFromOneOfItsOwnBlockingPoolThreadsThrowsUsageError) {
+  // With one pool thread, held by the outer call, the inner to_thread could never run: a
+  // deadlock, whenever the pool's bound is reached. Refused on every pool thread, so that it
+  // does not depend on the load.
+  Runtime rt({.workers = 1, .max_blocking_threads = 1});
+  const bool refused = rt.block_on(weft::to_thread([&rt] {
+    try {
+      (void)rt.block_on(weft::to_thread([] { return 1; }));
+      return false;
+    } catch (const UsageError&) {
+      return true;
+    }
+  }));
+  EXPECT_TRUE(refused);
+}
+
+TEST(Runtime, DestroyingTheRuntimeFromItsTimerThreadIsReportedNotAHang) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // The deadline fires on the timer thread, whose cancellation runs the callback, which
+  // destroys the runtime. That used to wait for ever for the timed task, which cannot end
+  // while its timer's callback runs. Before: the hang guard below ends the child with
+  // exit status 3 and no message.
+  EXPECT_DEATH(
+      {
+        auto* rt = new Runtime({.workers = 1});
+        Future<void> f = rt->submit(weft::timeout(1ms, [](Runtime* rt) -> Task<void> {
+          weft::CancellationToken token = co_await weft::this_task::token();
+          weft::CancellationCallback destroy(token, [rt] { delete rt; });
+          co_await weft::sleep_for(weft::Duration::max());
+        }(rt)));
+        (void)f.wait_for(60s);
+        std::_Exit(3);
+      },
+      "weft: a Runtime was destroyed from its own timer thread");
+}
+
+TEST(Runtime, DestroyingTheRuntimeFromOneOfItsOwnWorkersOrPoolThreadsIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // Each would wait for its own thread to finish: a message and an abort instead of a hang.
+  EXPECT_DEATH(
+      {
+        auto* rt = new Runtime({.workers = 1});
+        (void)rt->submit([](Runtime* rt) -> Task<void> {
+          delete rt;
+          co_return;
+        }(rt)).wait_for(60s);
+        std::_Exit(3);
+      },
+      "weft: a Runtime was destroyed from one of its own worker threads");
+  EXPECT_DEATH(
+      {
+        auto* rt = new Runtime({.workers = 1});
+        (void)rt->submit(weft::to_thread([rt] { delete rt; })).wait_for(60s);
+        std::_Exit(3);
+      },
+      "weft: a Runtime was destroyed by a call running on its own blocking pool");
 }
 
 TEST(Runtime, BlockOnAnotherRuntimeFromAWorkerIsAllowed) {
@@ -300,6 +363,20 @@ TEST(Runtime, FutureWaitForIsFalseUntilTheTaskEndsThenTrue) {
   EXPECT_TRUE(f.wait_for(std::chrono::minutes(1)));
   EXPECT_TRUE(f.wait_for(0s)) << "stays ready";
   EXPECT_EQ(f.get(), 12);
+}
+
+TEST(Runtime, FutureWaitForDurationMaxWaitsUntilTheTaskEnds) {
+  // now() + Duration::max() overflows: a wait that computed it returned false at once.
+  Runtime rt({.workers = 1});
+  for (const weft::Duration forever : {weft::Duration::max(), weft::Duration::max() - 1h}) {
+    Gate gate;
+    Future<int> f = rt.submit(wait_then_return(gate, 5));
+    ASSERT_FALSE(f.wait_for(0s));
+    std::thread opener([&] { gate.open(); });
+    EXPECT_TRUE(f.wait_for(forever)) << "wait_for returned before the task ended";
+    opener.join();
+    EXPECT_EQ(f.get(), 5);
+  }
 }
 
 TEST(Runtime, AMovedFromFutureIsEmpty) {
@@ -478,6 +555,39 @@ TEST(Runtime, DestroyingARuntimeCancelsRunningTasksAndWaitsForThem) {
   }
 }
 
+// Once ~Runtime has begun, a submission is refused at once: a shielded task (which starts even
+// when cancelled) accepted then would keep ~Runtime waiting, and a stream of them for ever.
+TEST(Runtime, SubmissionsAfterShutdownBeganAreRefusedSoShutdownIsBounded) {
+  auto* rt = new Runtime({.workers = 2});
+  std::atomic<bool> shutdown_began{false};
+  std::atomic<bool> late_submitted{false};
+  // Holds ~Runtime in its wait for the roots until the late submission has been made (so
+  // that the runtime is still alive for it).
+  Future<void> holder = rt->submit([](std::atomic<bool>& began,
+                                      std::atomic<bool>& submitted) -> Task<void> {
+    bool cancelled = false;
+    try {
+      co_await weft::sleep_for(weft::Duration::max());
+    } catch (const Cancelled&) {
+      cancelled = true;
+    }
+    began.store(true);
+    spin_until([&] { return submitted.load(); });
+    if (cancelled) throw Cancelled{};
+  }(shutdown_began, late_submitted));
+  ASSERT_TRUE(spin_until([&] { return rt->stats().timers_armed == 1; }));
+  std::thread destroyer([rt] { delete rt; });
+  ASSERT_TRUE(spin_until([&] { return shutdown_began.load(); }));
+  Gate gate;
+  Future<int> late = rt->submit(weft::shield(wait_then_return(gate, 1)));
+  EXPECT_TRUE(late.wait_for(0s)) << "a submission made during ~Runtime was accepted";
+  late_submitted.store(true);
+  gate.open();  // a late task that was started anyway can end, and so can ~Runtime
+  destroyer.join();
+  EXPECT_THROW(late.get(), UsageError);
+  EXPECT_THROW(holder.get(), Cancelled);
+}
+
 TEST(Runtime, AFutureMayOutliveItsRuntime) {
   std::optional<Future<int>> done;
   std::optional<Future<int>> failed;
@@ -548,6 +658,44 @@ TEST(Runtime, ManyRuntimesAreCreatedAndDestroyedWithoutLeaksOrHangs) {
 
 // ----------------------------------------------------------------------------------------------
 // Workers, thread names, stats, parking
+
+// Threads of this process whose name starts with `prefix` (/proc/self/task/*/comm).
+int threads_named(const std::string& prefix) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name.rfind(prefix, 0) == 0) ++n;
+  }
+  return n;
+}
+
+TEST(Runtime, RuntimeRejectsAbsurdWorkerCounts) {
+  EXPECT_THROW(Runtime({.workers = 100000, .name = "absurd"}), UsageError);
+  EXPECT_THROW(Runtime({.workers = weft::kMaxWorkers + 1, .name = "absurd"}), UsageError);
+  EXPECT_EQ(threads_named("absurd"), 0);
+}
+
+TEST(Runtime, AWorkerThreadTheSystemRefusesIsASystemErrorAndLeavesNothingRunning) {
+  // The third worker thread fails to start, as if the system had run out of threads: before,
+  // the two running threads were destroyed joinable while the constructor unwound
+  // (std::terminate).
+  weft::detail::testing::fail_worker_thread_start_after(2);
+  try {
+    Runtime rt({.workers = 4, .name = "refused"});
+    ADD_FAILURE() << "the Runtime started although a worker thread could not";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::resource_unavailable_try_again);
+    EXPECT_NE(std::string(e.what()).find("weft: Runtime could start only 2 of its 4 worker "
+                                         "threads"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(threads_named("refused"), 0) << "a worker thread is still running";
+  // The seam acted once: the next runtime starts.
+  Runtime rt({.workers = 2});
+  EXPECT_EQ(rt.block_on(value_of(3)), 3);
+}
 
 TEST(Runtime, WorkersHonoursTheOption) {
   for (unsigned n : {1u, 2u, 3u}) {

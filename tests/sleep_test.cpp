@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <cstdint>
 #include <exception>
 #include <vector>
@@ -286,6 +287,17 @@ TEST(Sleep, HugeDurationsSleepUntilCancelledWithoutOverflow) {
 
 // ----------------------------------------------------------------------------------------------
 // shutdown and misuse
+
+TEST(Sleep, ANaNDurationIsAUsageErrorNotUndefinedBehaviour) {
+  // Converting NaN to the clock's integer ticks is undefined (UBSan reports it).
+  const auto nan = std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN());
+  EXPECT_THROW((void)weft::sleep_for(nan), UsageError);
+  Runtime rt({.workers = 1});
+  EXPECT_THROW(rt.block_on([](std::chrono::duration<double> d) -> Task<void> {
+    co_await weft::sleep_for(d);
+  }(nan)), UsageError);
+  EXPECT_EQ(timers_armed(rt), 0u);
+}
 
 TEST(Sleep, DestroyingTheRuntimeWakesEverySleeperWithCancelled) {
   std::vector<Future<void>> sleepers;

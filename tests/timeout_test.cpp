@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <exception>
 #include <optional>
 #include <stdexcept>
@@ -213,6 +214,18 @@ TEST(Timeout, HugeTimeoutsMeanNoDeadlineAndDoNotOverflow) {
   EXPECT_TRUE(rt.block_on(weft::timeout_at(Deadline::never(), deadline_here())).is_never());
   EXPECT_TRUE(rt.block_on(run(weft::timeout(Duration::max(), deadline_here()))).is_never());
   EXPECT_EQ(rt.stats().timers_armed, 0u);
+}
+
+TEST(Timeout, ANaNDurationIsAUsageErrorAndRunsNothing) {
+  // Converting NaN to the clock's integer ticks is undefined (UBSan reports it).
+  const auto nan = std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN());
+  bool ran = false;
+  auto body = [](bool& ran) -> Task<int> {
+    ran = true;
+    co_return 1;
+  };
+  EXPECT_THROW((void)weft::timeout(nan, body(ran)), UsageError);
+  EXPECT_FALSE(ran);
 }
 
 TEST(Timeout, TheDeadlineCountsFromWhenTheTimeoutStartsNotFromWhenItIsCreated) {

@@ -66,6 +66,12 @@ struct Counted {
   std::atomic<int>* live;
 };
 
+// Counts the calls run on the calling thread: a pool thread that was reused answers 2 and up.
+int calls_on_this_thread() {
+  thread_local int calls = 0;
+  return ++calls;
+}
+
 // ----------------------------------------------------------------------------------------------
 // Results
 
@@ -299,6 +305,16 @@ TEST(ToThread, WithTheDefaultKeepAliveAFinishedCallLeavesItsThreadIdleForTheNext
   Runtime rt({.workers = 1});
   rt.block_on(to_thread([] {}));
   EXPECT_EQ(rt.stats().blocking_threads, 1u) << "the thread retired within 10 s";
+}
+
+TEST(ToThread, AKeepAliveOfDurationMaxNeverRetiresTheThread) {
+  // now() + Duration::max() overflows: a pool that computed it retired its thread at once.
+  // One thread at most, so the second call runs on the first call's thread unless it retired.
+  Runtime rt({.workers = 1, .max_blocking_threads = 1, .blocking_keep_alive = weft::Duration::max()});
+  EXPECT_EQ(rt.block_on(to_thread([] { return calls_on_this_thread(); })), 1);
+  EXPECT_EQ(rt.block_on(to_thread([] { return calls_on_this_thread(); })), 2)
+      << "the idle thread retired instead of waiting for the next call";
+  EXPECT_EQ(rt.stats().blocking_threads, 1u);
 }
 
 // The blocking call waits for something only another task on the single worker can do: if

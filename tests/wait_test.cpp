@@ -104,7 +104,10 @@ TEST(Wait, FirstExceptionReturnsAtTheFirstRealFailure) {
       co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
         std::vector<JoinHandle<int>> hs;
         hs.push_back(tg.spawn(value(1)));  // a success does not end a FirstException wait
-        hs.push_back(tg.spawn(after(g.a, 2)));
+        // Shielded: the failure of task 2 cancels the group, and an unshielded task 1 could
+        // then end (Cancelled) before the wait returned. Shielded, it can only end once its
+        // gate opens, after the wait: pending, deterministically.
+        hs.push_back(tg.spawn(weft::shield(after(g.a, 2))));
         hs.push_back(tg.spawn(fail_after(g.b)));
         g.b.set();
         // Shielded: the failure also cancels the group, body included, and an unshielded
@@ -119,7 +122,8 @@ TEST(Wait, FirstExceptionReturnsAtTheFirstRealFailure) {
   }(g));
   ASSERT_EQ(r.pending.size() + r.done.size(), 3u);
   EXPECT_NE(std::find(r.done.begin(), r.done.end(), 2u), r.done.end());
-  // Task 1 cannot have finished (its gate opens after the wait); task 0 may or may not have.
+  // Task 1 cannot have finished (shielded, its gate opens after the wait); task 0 may or may
+  // not have.
   EXPECT_NE(std::find(r.pending.begin(), r.pending.end(), 1u), r.pending.end());
 }
 

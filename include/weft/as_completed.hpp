@@ -19,8 +19,16 @@
 //   later, fails the group, which reports it in its ExceptionGroup as usual. The group
 //   awaits all of them.
 // - The Completions object belongs to the group: it holds the group open while it lives, so
-//   keep it in the group's body or a child (destroyed before the group can end). One kept
-//   beyond the group's body would make the group wait for it forever.
+//   keep it in the group's body or a child (destroyed before the group can end). Its hold also
+//   ends when the group is cancelled (by a failure, cancel(), or an outer cancellation such as
+//   a timeout around the group): it then does what its destructor does (cancels the tasks
+//   still running, hands the real failures not yet handed out to the group), so a Completions
+//   moved out of the body cannot keep a cancelled group open. A group that is never cancelled
+//   still waits for such a Completions to go away.
+// - as_completed() starts every task or none: if the group is cancelled while it spawns, the
+//   tasks not yet spawned never start and come back (or, abandoned, are dropped) with a
+//   Cancelled Outcome, as a task cancelled before it starts would; nothing is thrown then.
+// - next() or size() on a moved-from Completions throws UsageError.
 // - next() waits without holding a worker; it is cancellable: a cancelled caller gets
 //   Cancelled (level-triggered, even when a result is ready). One next() at a time
 //   (UsageError otherwise).
@@ -32,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -86,6 +95,36 @@ struct CompletionState {
     if (self->parked == w) self->parked = nullptr;
   }
 
+  // Once only, by the Completions' destructor or the group's cancellation, whichever comes
+  // first: stop taking results, cancel the tasks still running, hand the real failures not
+  // handed out to the group, and release the hold on the group (after which the group may
+  // end and `group` must not be touched again).
+  void abandon() noexcept {
+    bool all_delivered;
+    std::deque<Completed<T>> unseen;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (abandoned) return;
+      abandoned = true;
+      all_delivered = handed_out + ready.size() == total;
+      unseen.swap(ready);
+    }
+    if (!all_delivered) cancel_rest.cancel();
+    for (Completed<T>& c : unseen)
+      if (c.outcome.has_exception() && !c.outcome.is_cancelled())
+        group->record_failure(c.outcome.exception());
+    release_group_hold(*group);
+  }
+
+  // Registered on the group's scope while the Completions holds the group: the group's
+  // cancellation ends the hold.
+  struct GroupCancelled : CancelCallbackNode {
+    CompletionState* state = nullptr;
+  } on_group_cancelled;
+  static void group_cancelled(CancelCallbackNode* node) noexcept {
+    static_cast<GroupCancelled*>(node)->state->abandon();
+  }
+
   std::mutex mutex;
   std::deque<Completed<T>> ready;  // guarded by mutex
   std::size_t handed_out = 0;      // guarded by mutex
@@ -120,22 +159,14 @@ class Completions {
   Completions& operator=(const Completions&) = delete;
 
   // Cancels the tasks not yet handed out that are still running (their group awaits them),
-  // reports the real failures not handed out to the group, and lets the group end.
+  // reports the real failures not handed out to the group, and lets the group end; unless the
+  // group's cancellation did so already.
   ~Completions() {
     if (state_ == nullptr) return;
-    bool all_delivered;
-    std::deque<Completed<T>> unseen;
-    {
-      std::lock_guard<std::mutex> lock(state_->mutex);
-      state_->abandoned = true;
-      all_delivered = state_->handed_out + state_->ready.size() == state_->total;
-      unseen.swap(state_->ready);
-    }
-    if (!all_delivered) state_->cancel_rest.cancel();
-    for (Completed<T>& c : unseen)
-      if (c.outcome.has_exception() && !c.outcome.is_cancelled())
-        state_->group->record_failure(c.outcome.exception());
-    detail::release_group_hold(*state_->group);
+    // Returns at once, without touching the group's scope, when the callback has run (the
+    // group may have ended since); waits for it when it is running on another thread.
+    state_->group->scope.remove_callback(state_->on_group_cancelled);
+    state_->abandon();
   }
 
   class NextAwaiter {
@@ -182,15 +213,20 @@ class Completions {
   };
 
   // co_await next() -> the next finished task, or nullopt once all were handed out.
-  NextAwaiter next() { return NextAwaiter(*state_); }
+  NextAwaiter next() { return NextAwaiter(checked_state("next")); }
 
   // How many tasks were given to as_completed().
-  std::size_t size() const noexcept { return state_->total; }
+  std::size_t size() const { return checked_state("size").total; }
 
  private:
   template <class U>
   friend Completions<U> as_completed(TaskGroup& group, std::vector<Task<U>> tasks);
   explicit Completions(std::shared_ptr<detail::CompletionState<T>> s) : state_(std::move(s)) {}
+  detail::CompletionState<T>& checked_state(const char* what) const {
+    if (state_ == nullptr)
+      throw UsageError(std::string("Completions::") + what + " on a moved-from Completions");
+    return *state_;
+  }
   std::shared_ptr<detail::CompletionState<T>> state_;
 };
 
@@ -205,8 +241,31 @@ Completions<T> as_completed(TaskGroup& group, std::vector<Task<T>> tasks) {
     throw UsageError("as_completed: the group was cancelled or has ended");
   auto state = std::make_shared<detail::CompletionState<T>>(tasks.size(), g);
   Completions<T> completions(state);
-  for (std::size_t i = 0; i < tasks.size(); ++i)
-    (void)group.spawn(detail::completion_runner(i, std::move(tasks[i]), state));
+  state->on_group_cancelled.state = state.get();
+  state->on_group_cancelled.run = &detail::CompletionState<T>::group_cancelled;
+  // Already cancelled (since the check above): the callback does not register and the hold
+  // is released here, as the callback would have; marked as run, so that the destructor does
+  // not touch the group's scope (the group may end once the hold is gone).
+  if (!g.scope.add_callback(state->on_group_cancelled)) {
+    // Relaxed: read by remove_callback() on this thread or after a hand-off that orders it.
+    state->on_group_cancelled.ran.store(true, std::memory_order_relaxed);
+    state->abandon();
+  }
+  // Every task is accounted for, also when the group is cancelled part-way (the spawn then
+  // refuses): a task not spawned ends as Cancelled without starting, as it would have in
+  // the cancelled group.
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    if (!g.scope.is_cancelled()) {
+      try {
+        (void)group.spawn(detail::completion_runner(i, std::move(tasks[i]), state));
+        continue;
+      } catch (const UsageError&) {
+        // We hold the group open, so it has not ended: the spawn saw the cancellation.
+      }
+    }
+    Task<T> never_started = std::move(tasks[i]);  // destroyed here without running
+    (void)state->deliver(i, Outcome<T>::from_exception(std::make_exception_ptr(Cancelled{})));
+  }
   return completions;
 }
 

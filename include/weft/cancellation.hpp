@@ -92,7 +92,13 @@ class CancellationSource {
 // RAII: runs `f` once when the token is cancelled, on the cancelling thread; inline, in the
 // constructor, if it already is. The destructor unregisters it; if `f` is running on another
 // thread at that moment, the destructor waits for it to return (std::stop_callback's rule),
-// so `f` may safely refer to objects that die with the callback. `f` must not throw.
+// so `f` may safely refer to objects that die with the callback.
+//
+// `f` must not throw: it runs inside cancel(), on whatever thread cancels (a timer thread
+// when a deadline fires), where nobody could catch it. This is checked when it happens rather
+// than at compile time, so that ordinary lambdas need no `noexcept`: an exception leaving
+// `f` stops the process with a `weft:` line on stderr naming the exception (the rule of a
+// std::stop_callback, with a message instead of a bare std::terminate).
 //
 //   CancellationCallback wake(token, [&] { socket.shutdown(); });
 class CancellationCallback {
@@ -122,7 +128,13 @@ class CancellationCallback {
   template <class F>
   struct Node final : NodeBase {
     explicit Node(F f) : fn(std::move(f)) {
-      run = [](detail::CancelCallbackNode* self) noexcept { static_cast<Node*>(self)->fn(); };
+      run = [](detail::CancelCallbackNode* self) noexcept {
+        try {
+          static_cast<Node*>(self)->fn();
+        } catch (...) {
+          detail::report_throwing_cancellation_callback();
+        }
+      };
     }
     F fn;
   };

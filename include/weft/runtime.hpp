@@ -34,8 +34,12 @@ using Duration = std::chrono::steady_clock::duration;
 // stacks back within seconds.
 inline constexpr std::chrono::seconds kDefaultBlockingKeepAlive{10};
 
+// The most workers a Runtime accepts: more is taken for a mistake (a count of tasks, say)
+// rather than a machine, and refused with UsageError before any thread starts.
+inline constexpr unsigned kMaxWorkers = 4096;
+
 struct RuntimeOptions {
-  unsigned workers = 0;                 // 0: std::thread::hardware_concurrency()
+  unsigned workers = 0;                 // 0: std::thread::hardware_concurrency(); at most kMaxWorkers
   bool pin_workers = false;             // worker i pinned to CPU i (mod the CPU count)
   unsigned max_blocking_threads = 512;  // bound of the to_thread pool (at least 1)
   std::string name = "weft";            // thread names: weft-w0, weft-w1, ..., weft-blk
@@ -72,29 +76,36 @@ class Future;
 class Runtime {
  public:
   // Starts the workers; the to_thread pool starts threads on demand. Throws UsageError when
-  // max_blocking_threads is 0 (to_thread could never run).
+  // max_blocking_threads is 0 (to_thread could never run) or workers is above kMaxWorkers.
+  // When the system refuses a worker thread, throws std::system_error (its what() says how
+  // many started) after stopping and joining those that did: nothing is left running.
   explicit Runtime(RuntimeOptions options = {});
   // Cancels what still runs, waits for it, then waits for every to_thread call still running
   // on the blocking pool to return (their awaiters have ended, their results are dropped;
   // calls still queued run too, unless their awaiters were cancelled), then joins the
   // threads. So a blocking call that never returns keeps ~Runtime waiting. Calling it from
   // one of this runtime's own workers or blocking-pool threads would deadlock: that is
-  // reported and the process terminates.
+  // reported and the process terminates; so is calling it from its timer thread (a
+  // CancellationCallback run because a deadline fired).
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
-  // Runs `task` to completion from a thread that is not one of this runtime's workers, and
-  // returns its value or rethrows its exception. On one of its own workers it would deadlock,
-  // so it throws UsageError instead (co_await the task there).
+  // Runs `task` to completion from a thread that is not one of this runtime's own, and
+  // returns its value or rethrows its exception. On one of its own workers or its timer
+  // thread it would deadlock, and on one of its blocking-pool threads (inside a to_thread
+  // call) it would once the pool's bound is reached: each throws UsageError instead (co_await
+  // the task there).
   template <class T>
   T block_on(Task<T> task) {
-    require_not_own_worker("Runtime::block_on");
+    require_not_own_thread("Runtime::block_on");
     return submit(std::move(task)).get();
   }
 
   // Starts `task` from any thread; the runtime owns it until it ends. The Future reports the
-  // result; dropping the Future does not cancel the task.
+  // result; dropping the Future does not cancel the task. Once ~Runtime has begun (a task or
+  // another thread submitting while the runtime is destroyed), the task is refused: it never
+  // starts and its Future's get() throws UsageError, so shutdown stays bounded.
   template <class T>
   Future<T> submit(Task<T> task);
 
@@ -120,6 +131,8 @@ class Runtime {
 
  private:
   void require_not_own_worker(const char* what) const;
+  // Also refuses the runtime's blocking-pool threads and its timer thread.
+  void require_not_own_thread(const char* what) const;
   void start_root(detail::RootStateBase& state, std::coroutine_handle<> root);
 
   std::unique_ptr<detail::Scheduler> scheduler_;

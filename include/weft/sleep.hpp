@@ -17,7 +17,8 @@
 // A duration of zero or less (or a time already past) does not park: the task yields (other
 // ready tasks run first) and then checks for cancellation, so `sleep_for(0s)` is a cheap
 // cooperative yield point. Durations past the clock's range (hours::max(), Duration::max())
-// sleep until cancelled, without overflow.
+// sleep until cancelled, without overflow. A NaN floating-point duration throws UsageError
+// when sleep_for() is called.
 //
 // Must be awaited from a task running on a weft runtime: elsewhere there is no timer service
 // to wake it, and the sleep throws UsageError.
@@ -47,7 +48,7 @@ Task<void> sleep_until(std::chrono::steady_clock::time_point t);
 //   co_await weft::sleep_for(std::chrono::milliseconds(10));
 template <class Rep, class Period>
 Task<void> sleep_for(std::chrono::duration<Rep, Period> d) {
-  return detail::sleep_for_impl(detail::saturating_duration(d));
+  return detail::sleep_for_impl(detail::saturating_duration(d, "sleep_for"));
 }
 
 }  // namespace weft

@@ -11,6 +11,7 @@
 
 #include "weft/cancellation.hpp"
 #include "weft/deadline.hpp"
+#include "weft/detail/fault_injection.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/task.hpp"
 
@@ -32,7 +33,11 @@ struct TokenAwaiter : CurrentPromise {
 };
 
 struct CheckpointAwaiter : CurrentPromise {
-  void await_resume() const { check_cancelled(promise); }
+  void await_resume() const {
+    // Test builds only (fault_injection.hpp).
+    if constexpr (fault::kEnabled) fault::at_checkpoint(promise != nullptr ? promise->cancel : nullptr);
+    check_cancelled(promise);
+  }
 };
 
 struct DeadlineAwaiter : CurrentPromise {
@@ -51,6 +56,8 @@ struct YieldAwaiter {
   }
   void await_resume() const {
     resume_in(promise);
+    // Test builds only (fault_injection.hpp).
+    if constexpr (fault::kEnabled) fault::at_checkpoint(promise != nullptr ? promise->cancel : nullptr);
     check_cancelled(promise);
   }
   PromiseBase* promise = nullptr;

@@ -21,7 +21,8 @@
 //   the deadline keeps its result: the value is returned, the error propagates as itself.
 // - A timeout of zero or less (a deadline already passed) throws TimeoutError without
 //   starting the task. Durations past the clock's range (Duration::max(), hours::max()) or
-//   Deadline::never() mean no deadline and never overflow.
+//   Deadline::never() mean no deadline and never overflow. A NaN floating-point duration
+//   throws UsageError when timeout() is called.
 // - The deadline is computed when the returned Task starts (is awaited), not when timeout()
 //   is called.
 // - shield() inside a timeout is immune to it (Trio's rule): a shielded task sees neither the
@@ -102,7 +103,7 @@ template <class Rep, class Period, class T>
 Task<T> timeout(std::chrono::duration<Rep, Period> d, Task<T> task) {
   detail::require_fresh(task.handle(), "timeout");
   detail::TimeoutRequest request;
-  request.relative = detail::saturating_duration(d);
+  request.relative = detail::saturating_duration(d, "timeout");
   request.is_relative = true;
   return detail::timed(request, std::move(task));
 }

@@ -13,6 +13,12 @@
 //     cancelled since, so neither was any ancestor (two loads, no walk). Otherwise the check
 //     walks up the parents once, and either finds a cancelled ancestor or records the new
 //     epoch as validated.
+//     A flag only counts for the fast path once an epoch bump follows it. So that no scope
+//     reads "cancelled" while a scope (or token mirror) below it still reads "not cancelled",
+//     cancel() publishes bottom-up: a scope's flag is set only after the flags of everything
+//     linked below it are set and an epoch bump has followed them (then the scope's own flag,
+//     then one more bump for its own readers). A reader that saw the scope's flag has seen
+//     that bump, so any check below validates only after the flags below were set.
 //   - Push, for waiting code. A task that parks (on a timer, a semaphore, a foreign thread)
 //     registers a callback on its scope, which first links the scope's chain into its
 //     ancestors (materialize()): each link is a callback node in the parent whose action
@@ -27,9 +33,17 @@
 // Invariants.
 //   - A parent outlives its children (scopes live in frames that are joined before they end,
 //     or in reference-counted sources), so `parent_` never dangles.
-//   - `cancelled_` only goes false -> true, once. cancel() first sets the flags of the whole
-//     linked subtree (and of the token mirrors), then runs callbacks: one thread per scope
-//     runs that scope's list, once (`closed`).
+//   - `phase_` only goes kLive -> kMarking (claimed by one canceller) -> kCancelled (visible),
+//     once. cancel() first sets the flags of the whole linked subtree (token mirrors included),
+//     bottom-up as above, then runs callbacks: one thread per scope runs that scope's list,
+//     once (`closed`).
+//   - Linking (materialize()) and cancelling walk the tree with loops, never recursion: a
+//     chain of 200,000 nested scopes costs no stack. Linking climbs to the first linked
+//     ancestor, then links top-down, so kLinked still means "my whole chain is linked".
+//     Marking is a depth-first walk that keeps its way back in each scope's Slow part (under
+//     that scope's lock, held while the walk is below it); running the callbacks descends
+//     into each linked child's list while the parent's `running` names the link, as the
+//     recursion did.
 //   - After a scope's callbacks ran the list is empty and closed: add_callback() returns false
 //     and the caller runs its action inline.
 //   - remove_callback() returns only when the callback is done with the node on every other
@@ -93,6 +107,10 @@ struct CancelCallbackNode {
 
 class CancelState;
 class SharedCancelState;
+
+// Called from a CancellationCallback whose function threw (inside its catch block): prints a
+// `weft:` line naming the exception, then std::terminate(). Never returns.
+[[noreturn]] void report_throwing_cancellation_callback() noexcept;
 
 using TimePoint = std::chrono::steady_clock::time_point;
 
@@ -159,7 +177,10 @@ class CancelState {
   }
 
   // True when this very scope was cancelled (not an ancestor).
-  bool cancelled_here() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+  bool cancelled_here() const noexcept {
+    // Acquire pairs with the release store of kCancelled in mark().
+    return phase_.load(std::memory_order_acquire) == kCancelled;
+  }
 
   // Cancels this scope and every scope below it; from any thread. True if this call did it.
   bool cancel() noexcept;
@@ -192,6 +213,7 @@ class CancelState {
   struct LinkNode : CancelCallbackNode {
     CancelState* child = nullptr;
   };
+  enum : std::uint8_t { kLive, kMarking, kCancelled };
   // The push path's state, allocated on first use.
   struct Slow {
     SpinLock lock;                          // guards the fields below but `mirror`
@@ -200,6 +222,19 @@ class CancelState {
     std::thread::id running_thread;
     bool closed = false;                    // cancel() has taken the list
     LinkNode link;                          // our node in parent_'s list once linked
+    // The iterative walks' state, each used by one thread at a time:
+    // mark(): the next node of our list to look at, the scope to go back to, and whether a
+    // child was marked (then an epoch bump must precede our flag). Under our lock.
+    CancelCallbackNode* mark_cursor = nullptr;
+    CancelState* mark_return = nullptr;
+    bool marked_children = false;
+    // run_callbacks(): the scope whose list we were reached from, and its node that led
+    // here (our link, or the mirror's node). Under our lock, written once by the closer.
+    CancelState* run_return = nullptr;
+    CancelCallbackNode* run_via = nullptr;
+    // materialize(): the claimed scope one level below us on the chain being linked. Owned
+    // by the thread that moved link_state_ to kLinking.
+    CancelState* link_below = nullptr;
     // Installed once by mirror() (CAS from null; acq_rel), released with the scope.
     std::atomic<SharedCancelState*> mirror{nullptr};
   };
@@ -211,15 +246,26 @@ class CancelState {
   // (the first to get here; linked children and the mirror run theirs from their nodes).
   bool mark() noexcept;
   void run_callbacks() noexcept;
+  // Makes `s` ours to mark (kLive -> kMarking); false when another canceller has it, after
+  // waiting until that one made it visible.
+  static bool claim(CancelState* s) noexcept;
+  // The scope a node of our list leads to (a linked child, a token mirror), else null.
+  static CancelState* child_of(CancelCallbackNode* node) noexcept;
+  // add_callback() once the chain is linked: under our lock, unless the list is closed.
+  bool add_to_list(CancelCallbackNode& node) noexcept;
   // Links this scope's chain into its ancestors so that their cancel() reaches it. False when
   // an ancestor is already cancelled (this scope is then cancelled too).
   bool materialize() noexcept;
   static void cancel_linked_child(CancelCallbackNode* node) noexcept;
+  static void cancel_mirror(CancelCallbackNode* node) noexcept;
   Slow& slow() noexcept;
   void release_slow() noexcept;
   void unlink_from_parent() noexcept;
 
-  std::atomic<bool> cancelled_{false};
+  // kLive -> kMarking -> kCancelled (see the invariants). The CAS to kMarking picks the one
+  // canceller (acq_rel); the release store of kCancelled pairs with the acquire loads of the
+  // checks, after the flags below were set and an epoch bump followed them.
+  std::atomic<std::uint8_t> phase_{kLive};
   // A cached result of the pull path: some ancestor is cancelled.
   mutable std::atomic<bool> ancestor_cancelled_{false};
   // kUnlinked -> kLinking -> kLinked, by the one materialize() that wins the CAS; others

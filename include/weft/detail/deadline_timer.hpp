@@ -19,21 +19,26 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <limits>
 #include <type_traits>
 
 #include "weft/deadline.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/timer_service.hpp"
+#include "weft/errors.hpp"
 
 namespace weft::detail {
 
 // `d` as a Duration, clamped to Duration's range instead of overflowing (hours::max() and
-// the like mean "no limit").
+// the like mean "no limit"). A NaN floating-point duration has no meaning as a time to wait
+// (converting it would be undefined behaviour): UsageError, naming `what`.
 template <class Rep, class Period>
-Duration saturating_duration(std::chrono::duration<Rep, Period> d) noexcept {
+Duration saturating_duration(std::chrono::duration<Rep, Period> d, const char* what) {
   using Wide = std::chrono::duration<long double, Duration::period>;
   const Wide wide = std::chrono::duration_cast<Wide>(d);
+  if (wide.count() != wide.count())
+    throw UsageError(std::string(what) + ": the duration is NaN");
   if (wide >= Wide(Duration::max())) return Duration::max();
   if (wide <= Wide(Duration::min())) return Duration::min();
   return std::chrono::duration_cast<Duration>(d);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 
+#include "weft/deadline.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/task.hpp"
 
@@ -39,10 +40,17 @@ struct RootStateBase {
     std::unique_lock<std::mutex> lock(mutex);
     ready.wait(lock, [&] { return done; });
   }
+  // Saturating: condition_variable::wait_for(d) computes now() + d, which overflows for
+  // Duration::max() and returns at once; a wait past the clock's range waits without limit.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) {
+    const Deadline until = Deadline::after(d);
     std::unique_lock<std::mutex> lock(mutex);
-    return ready.wait_for(lock, d, [&] { return done; });
+    if (until.is_never()) {
+      ready.wait(lock, [&] { return done; });
+      return true;
+    }
+    return ready.wait_until(lock, until.time(), [&] { return done; });
   }
   bool is_done() {
     std::lock_guard<std::mutex> lock(mutex);

@@ -92,6 +92,9 @@ class TimerService {
 
   // How many nodes are armed now (for tests and statistics; takes the lock).
   std::size_t armed() const;
+  // True on this service's own timer thread (where cancellations by deadline run their
+  // callbacks).
+  bool is_own_thread() const noexcept;
 
   // Stops the thread (joins it). Idempotent. Arming afterwards is a UsageError.
   void stop() noexcept;

@@ -31,6 +31,7 @@
 #include <mutex>
 
 #include "weft/detail/cancel_state.hpp"
+#include "weft/detail/fault_injection.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/task.hpp"
 
@@ -69,6 +70,7 @@ struct Waiter : CancelCallbackNode {
     scheduler = w != nullptr ? &w->scheduler : nullptr;
     run = &on_cancel;
     marks_own_completion = true;
+    fault::at_park(scope);  // test builds only (fault_injection.hpp)
     if (scope != nullptr && !scope->add_callback(*this)) {
       state.store(kCancelled, std::memory_order_relaxed);
       scope = nullptr;  // nothing registered to remove

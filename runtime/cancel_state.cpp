@@ -84,8 +84,7 @@ bool CancelState::check_ancestors(std::uint64_t epoch) const noexcept {
   // Relaxed: a cache of the acquire loads below.
   if (ancestor_cancelled_.load(std::memory_order_relaxed)) return true;
   for (const CancelState* s = this; s != nullptr; s = s->parent_) {
-    // Acquire pairs with the release store of kCancelled in mark().
-    if (s->phase_.load(std::memory_order_acquire) == kCancelled) {
+    if (s->settled_phase() == kCancelled) {
       if (s != this) ancestor_cancelled_.store(true, std::memory_order_relaxed);
       return true;
     }
@@ -94,16 +93,24 @@ bool CancelState::check_ancestors(std::uint64_t epoch) const noexcept {
   return false;
 }
 
+std::uint8_t CancelState::settled_phase() const noexcept {
+  // Acquire pairs with the release store of kCancelled in mark(). A scope being marked is
+  // about to be published with its whole subtree: wait for it (the canceller waits for no
+  // reader), so that no reader answers "not cancelled" once another may answer "cancelled".
+  std::uint8_t phase;
+  while ((phase = phase_.load(std::memory_order_acquire)) == kMarking) std::this_thread::yield();
+  return phase;
+}
+
 bool CancelState::claim(CancelState* s) noexcept {
   std::uint8_t expected = kLive;
   // acq_rel: one canceller wins; acquire on failure pairs with the winner's CAS.
   if (s->phase_.compare_exchange_strong(expected, kMarking, std::memory_order_acq_rel,
                                         std::memory_order_acquire))
     return true;
-  // Another canceller marks `s` and its subtree (which we never lock: no deadlock). Our flags
-  // above `s` must come after its flag in the order readers see, so wait until it is set.
-  // Acquire pairs with its release store of kCancelled.
-  while (s->phase_.load(std::memory_order_acquire) != kCancelled) std::this_thread::yield();
+  // Another canceller has `s` and its subtree (which we never lock: no deadlock). Wait until
+  // it published them, so that our publication does not come before theirs.
+  s->settled_phase();
   return false;
 }
 
@@ -116,60 +123,67 @@ CancelState* CancelState::child_of(CancelCallbackNode* node) noexcept {
 
 bool CancelState::mark() noexcept {
   if (!claim(this)) return false;
-  // A depth-first walk of the linked subtree, without recursion. Entering a scope locks its
-  // Slow part (so that its linked children cannot unlink and be freed while we are below it;
-  // locks nest parent before child only) and keeps the way back in it. A scope is published
-  // once everything below it is: an epoch bump after the children's flags, then its flag.
+  // The next scope our list leads to (a linked child, a token mirror), advancing the cursor.
+  const auto next_child = [](Slow& s) noexcept -> CancelState* {
+    while (CancelCallbackNode* node = s.mark_cursor) {
+      s.mark_cursor = node->next;
+      if (CancelState* child = child_of(node)) return child;
+    }
+    return nullptr;
+  };
+  // Phase 1: claim every scope of the linked subtree that no other canceller has, depth first
+  // without recursion (the way back is kept in each scope's Slow part), locking each and
+  // keeping all of them locked: no list in the subtree changes, and no scope in it can unlink
+  // and be freed, until phase 3. Locks nest parent before child only.
   const auto enter = [](CancelState* scope, CancelState* from) noexcept -> Slow* {
-    // Acquire pairs with the CAS that installed it (slow()). A scope without one has nothing
-    // linked below it.
-    Slow* s = scope->slow_.load(std::memory_order_acquire);
-    if (s == nullptr) return nullptr;
+    Slow* s = &scope->slow();
     s->lock.lock();
     s->mark_cursor = s->callbacks;
     s->mark_return = from;
-    s->marked_children = false;
     return s;
   };
   CancelState* scope = this;
   Slow* s = enter(this, nullptr);
   for (;;) {
-    CancelState* child = nullptr;
-    while (s != nullptr && child == nullptr && s->mark_cursor != nullptr) {
-      child = child_of(s->mark_cursor);
-      s->mark_cursor = s->mark_cursor->next;
-    }
-    if (child != nullptr) {
-      s->marked_children = true;  // marked by us, or by its own canceller (claim() waited)
-      if (!claim(child)) continue;
-      if (Slow* cs = enter(child, scope)) {
+    if (CancelState* child = next_child(*s)) {
+      if (claim(child)) {
+        s = enter(child, scope);
         scope = child;
-        s = cs;
-        continue;
       }
-      // Release pairs with the checks' acquire loads; our bump before the parent's flag
-      // follows it.
-      child->phase_.store(kCancelled, std::memory_order_release);
       continue;
     }
-    // Everything below `scope` is set: a bump (release; a check that sees it sees those flags)
-    // before its own flag, so that a reader who sees the flag can no longer validate below.
-    if (s != nullptr && s->marked_children)
-      g_cancel_epoch.fetch_add(1, std::memory_order_release);
-    // Release pairs with the checks' acquire loads.
-    scope->phase_.store(kCancelled, std::memory_order_release);
-    if (scope == this) {
-      if (s != nullptr) s->lock.unlock();
-      break;
+    if (scope == this) break;
+    scope = s->mark_return;
+    // Relaxed: we entered (and locked) it on the way down, so it is there.
+    s = scope->slow_.load(std::memory_order_relaxed);
+  }
+  // Phase 2. Release: a check that sees the new epoch (and so walks) sees our scopes marked,
+  // and waits for them.
+  g_cancel_epoch.fetch_add(1, std::memory_order_release);
+  // Phase 3: the same walk (the lists have not changed) publishes each claimed scope and
+  // unlocks it. Readers that met a scope marked waited, so the subtree turns cancelled at once
+  // for every reader: none sees a scope cancelled and one below (or above) it not.
+  s = this->slow_.load(std::memory_order_relaxed);
+  s->mark_cursor = s->callbacks;
+  scope = this;
+  for (;;) {
+    if (CancelState* child = next_child(*s)) {
+      // Relaxed: marked by this thread in phase 1; a scope another canceller had is published.
+      if (child->phase_.load(std::memory_order_relaxed) == kMarking) {
+        s = child->slow_.load(std::memory_order_relaxed);
+        s->mark_cursor = s->callbacks;
+        scope = child;
+      }
+      continue;
     }
+    // Release pairs with the acquire loads of settled_phase().
+    scope->phase_.store(kCancelled, std::memory_order_release);
     CancelState* parent = s->mark_return;
     s->lock.unlock();
+    if (scope == this) break;
     scope = parent;
-    // Relaxed: we entered (and locked) it on the way down, so it is there.
     s = parent->slow_.load(std::memory_order_relaxed);
   }
-  // Release: a check that sees the new epoch sees our flag (see is_cancelled()).
-  g_cancel_epoch.fetch_add(1, std::memory_order_release);
   return true;
 }
 

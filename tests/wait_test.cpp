@@ -36,6 +36,11 @@ Task<int> fail_after(Event& gate) {
   throw TaskError(2);
 }
 Task<int> value(int v) { co_return v; }
+Task<int> signal_then_after(Event& started, Event& gate, int value) {
+  started.set();
+  co_await gate.wait();
+  co_return value;
+}
 
 struct Gates {
   Event a, b, c;
@@ -104,11 +109,13 @@ TEST(Wait, FirstExceptionReturnsAtTheFirstRealFailure) {
       co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
         std::vector<JoinHandle<int>> hs;
         hs.push_back(tg.spawn(value(1)));  // a success does not end a FirstException wait
-        // Shielded: the failure of task 2 cancels the group, and an unshielded task 1 could
-        // then end (Cancelled) before the wait returned. Shielded, it can only end once its
-        // gate opens, after the wait: pending, deterministically.
-        hs.push_back(tg.spawn(weft::shield(after(g.a, 2))));
+        // The failure of task 2 cancels the group, and task 1 used to end (Cancelled) before
+        // the wait returned, now and then. Shielded, and known to be running inside its
+        // shield (g.c) before task 2 may fail, it can only end once its gate opens, after the
+        // wait: pending, deterministically.
+        hs.push_back(tg.spawn(weft::shield(signal_then_after(g.c, g.a, 2))));
         hs.push_back(tg.spawn(fail_after(g.b)));
+        co_await g.c.wait();
         g.b.set();
         // Shielded: the failure also cancels the group, body included, and an unshielded
         // wait could see that cancellation first.

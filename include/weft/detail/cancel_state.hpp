@@ -13,12 +13,13 @@
 //     cancelled since, so neither was any ancestor (two loads, no walk). Otherwise the check
 //     walks up the parents once, and either finds a cancelled ancestor or records the new
 //     epoch as validated.
-//     A flag only counts for the fast path once an epoch bump follows it. So that no scope
-//     reads "cancelled" while a scope (or token mirror) below it still reads "not cancelled",
-//     cancel() publishes bottom-up: a scope's flag is set only after the flags of everything
-//     linked below it are set and an epoch bump has followed them (then the scope's own flag,
-//     then one more bump for its own readers). A reader that saw the scope's flag has seen
-//     that bump, so any check below validates only after the flags below were set.
+//     A flag only counts for the fast path once an epoch bump follows it. So that no reader
+//     sees a scope cancelled while another scope of the same cancellation (a token mirror, a
+//     scope linked below, or the scope above) still reads "not cancelled", cancel() publishes
+//     the whole linked subtree at once: it marks every scope of it (kMarking, each locked),
+//     bumps the epoch once, then turns each to kCancelled and unlocks it. A check that meets a
+//     scope marked waits until it is published (the canceller waits for no reader), and one
+//     that sees a scope published has seen the bump, so it walks, and waits, everywhere else.
 //   - Push, for waiting code. A task that parks (on a timer, a semaphore, a foreign thread)
 //     registers a callback on its scope, which first links the scope's chain into its
 //     ancestors (materialize()): each link is a callback node in the parent whose action
@@ -34,14 +35,15 @@
 //   - A parent outlives its children (scopes live in frames that are joined before they end,
 //     or in reference-counted sources), so `parent_` never dangles.
 //   - `phase_` only goes kLive -> kMarking (claimed by one canceller) -> kCancelled (visible),
-//     once. cancel() first sets the flags of the whole linked subtree (token mirrors included),
-//     bottom-up as above, then runs callbacks: one thread per scope runs that scope's list,
-//     once (`closed`).
+//     once. cancel() first publishes the whole linked subtree (token mirrors included) as
+//     above, then runs callbacks: one thread per scope runs that scope's list, once
+//     (`closed`). A canceller that finds a scope claimed by another waits until it is
+//     published (that one works in a disjoint subtree, so this cannot deadlock).
 //   - Linking (materialize()) and cancelling walk the tree with loops, never recursion: a
 //     chain of 200,000 nested scopes costs no stack. Linking climbs to the first linked
 //     ancestor, then links top-down, so kLinked still means "my whole chain is linked".
 //     Marking is a depth-first walk that keeps its way back in each scope's Slow part (under
-//     that scope's lock, held while the walk is below it); running the callbacks descends
+//     that scope's lock, held until the subtree is published); running the callbacks descends
 //     into each linked child's list while the parent's `running` names the link, as the
 //     recursion did.
 //   - After a scope's callbacks ran the list is empty and closed: add_callback() returns false
@@ -177,10 +179,7 @@ class CancelState {
   }
 
   // True when this very scope was cancelled (not an ancestor).
-  bool cancelled_here() const noexcept {
-    // Acquire pairs with the release store of kCancelled in mark().
-    return phase_.load(std::memory_order_acquire) == kCancelled;
-  }
+  bool cancelled_here() const noexcept { return settled_phase() == kCancelled; }
 
   // Cancels this scope and every scope below it; from any thread. True if this call did it.
   bool cancel() noexcept;
@@ -213,11 +212,10 @@ class CancelState {
     bool closed = false;                    // cancel() has taken the list
     LinkNode link;                          // our node in parent_'s list once linked
     // The iterative walks' state, each used by one thread at a time:
-    // mark(): the next node of our list to look at, the scope to go back to, and whether a
-    // child was marked (then an epoch bump must precede our flag). Under our lock.
+    // mark(): the next node of our list to look at, and the scope to go back to. Under our
+    // lock.
     CancelCallbackNode* mark_cursor = nullptr;
     CancelState* mark_return = nullptr;
-    bool marked_children = false;
     // run_callbacks(): the scope whose list we were reached from, and its node that led
     // here (our link, or the mirror's node). Under our lock, written once by the closer.
     CancelState* run_return = nullptr;
@@ -239,6 +237,8 @@ class CancelState {
   // Makes `s` ours to mark (kLive -> kMarking); false when another canceller has it, after
   // waiting until that one made it visible.
   static bool claim(CancelState* s) noexcept;
+  // phase_, once no canceller is marking it (acquire).
+  std::uint8_t settled_phase() const noexcept;
   // The scope a node of our list leads to (a linked child, a token mirror), else null.
   static CancelState* child_of(CancelCallbackNode* node) noexcept;
   // add_callback() once the chain is linked: under our lock, unless the list is closed.
@@ -252,8 +252,8 @@ class CancelState {
   void release_slow() noexcept;
 
   // kLive -> kMarking -> kCancelled (see the invariants). The CAS to kMarking picks the one
-  // canceller (acq_rel); the release store of kCancelled pairs with the acquire loads of the
-  // checks, after the flags below were set and an epoch bump followed them.
+  // canceller (acq_rel); the release store of kCancelled, after the epoch bump that follows
+  // the marking of the whole subtree, pairs with the acquire loads of settled_phase().
   std::atomic<std::uint8_t> phase_{kLive};
   // A cached result of the pull path: some ancestor is cancelled.
   mutable std::atomic<bool> ancestor_cancelled_{false};

@@ -34,12 +34,21 @@ CancelState::Slow& CancelState::slow() noexcept {
   return *s;
 }
 
+void CancelState::unlink_from_parent() noexcept {
+  Slow* s = slow_.load(std::memory_order_acquire);
+  // Waits for a cancellation from above that is running our link (and so our cancel(),
+  // mirror included). Acquire pairs with the release store of kLinked in materialize().
+  if (link_state_.load(std::memory_order_acquire) == kLinked) {
+    parent_->remove_callback(s->link);
+    // Relaxed: only this scope's owner reads it again (release_slow()).
+    link_state_.store(kUnlinked, std::memory_order_relaxed);
+  }
+}
+
 void CancelState::release_slow() noexcept {
   Slow* s = slow_.load(std::memory_order_acquire);
-  // First leave the parent, waiting for a cancellation from above that is running our link
-  // (and so our cancel(), mirror included); only then may the mirror go.
-  // Acquire pairs with the release store of kLinked in materialize().
-  if (link_state_.load(std::memory_order_acquire) == kLinked) parent_->remove_callback(s->link);
+  // First leave the parent; only then may the mirror go.
+  unlink_from_parent();
   if (SharedCancelState* m = s->mirror.load(std::memory_order_acquire)) {
     remove_callback(m->mirror_link_);
     m->release();

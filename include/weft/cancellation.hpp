@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "weft/detail/as_task.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/task.hpp"
 
@@ -186,7 +187,11 @@ Task<T> shield_impl(Task<T> task) {
 template <class T>
 Task<T> with_cancellation(CancellationToken token, Task<T> task) {
   detail::require_fresh(task.handle(), "with_cancellation");
-  return detail::with_cancellation_impl(std::move(token), std::move(task));
+  const bool shielded = task.handle().promise().shielded;
+  Task<T> wrapper = detail::with_cancellation_impl(std::move(token), std::move(task));
+  // Around a shield, the wrapper starts like the shield would (see shield()).
+  wrapper.handle().promise().shielded = shielded;
+  return wrapper;
 }
 
 // Runs `task` immune to the caller's cancellation, even when awaited by an already-cancelled
@@ -201,9 +206,23 @@ template <class T>
 Task<T> shield(Task<T> task) {
   detail::require_fresh(task.handle(), "shield");
   Task<T> wrapper = detail::shield_impl(std::move(task));
-  // Starts with no scope, so that a cancelled awaiter cannot stop it before it begins.
+  // Whoever starts it (an await, a gather, a spawn, a timeout), a cancelled starter cannot
+  // stop it before it begins: it brings a scope of its own.
   wrapper.handle().promise().scope_fixed = true;
+  wrapper.handle().promise().shielded = true;
   return wrapper;
+}
+
+// Any other awaitable (a gather, a task_group, ...), wrapped into a Task first.
+template <class A>
+  requires detail::non_task_awaitable<A&&>
+auto shield(A&& awaitable) {
+  return shield(detail::as_task(std::forward<A>(awaitable)));
+}
+template <class A>
+  requires detail::non_task_awaitable<A&&>
+auto with_cancellation(CancellationToken token, A&& awaitable) {
+  return with_cancellation(std::move(token), detail::as_task(std::forward<A>(awaitable)));
 }
 
 }  // namespace weft

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "weft/detail/as_task.hpp"
 #include "weft/detail/root.hpp"
 #include "weft/errors.hpp"
 #include "weft/task.hpp"
@@ -107,6 +108,20 @@ class Runtime {
   // starts and its Future's get() throws UsageError, so shutdown stays bounded.
   template <class T>
   Future<T> submit(Task<T> task);
+
+  // Any other awaitable (a gather, a task_group, ...), wrapped into a Task first.
+  //
+  //   auto [a, b] = rt.block_on(weft::safe_gather(load(1), load(2)));
+  template <class A>
+    requires detail::non_task_awaitable<A&&>
+  auto block_on(A&& awaitable) {
+    return block_on(detail::as_task(std::forward<A>(awaitable)));
+  }
+  template <class A>
+    requires detail::non_task_awaitable<A&&>
+  auto submit(A&& awaitable) {
+    return submit(detail::as_task(std::forward<A>(awaitable)));
+  }
 
   unsigned workers() const noexcept;
   RuntimeStats stats() const;
@@ -199,6 +214,11 @@ Runtime& default_runtime();
 template <class T>
 T sync_wait(Task<T> task) {
   return default_runtime().block_on(std::move(task));
+}
+template <class A>
+  requires detail::non_task_awaitable<A&&>
+auto sync_wait(A&& awaitable) {
+  return sync_wait(detail::as_task(std::forward<A>(awaitable)));
 }
 
 }  // namespace weft

@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "weft/deadline.hpp"
+#include "weft/detail/as_task.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/deadline_timer.hpp"
 #include "weft/detail/join_state.hpp"
@@ -161,6 +162,8 @@ struct ForkJoin {
 class GatherTimer {
  public:
   explicit GatherTimer(Duration timeout) noexcept : timeout_(timeout) {}
+  // A gather not yet awaited may move (to be wrapped into a Task): only the setting moves.
+  GatherTimer(GatherTimer&& o) noexcept : timeout_(o.timeout_) {}
 
   // In await_suspend, before the fork: true when the timeout is zero or less and the gather
   // must start nothing. The caller's cancellation (Cancelled) and a missing runtime
@@ -231,6 +234,9 @@ class TupleGather {
   TupleGather(Duration timeout, Task<Ts>&&... tasks)
     requires Timed
       : tasks_(std::move(tasks)...), timer_(timeout) {}
+  // Movable until awaited, so that a gather is accepted wherever a Task is (as_task.hpp).
+  TupleGather(TupleGather&& o) noexcept
+      : tasks_(std::move(o.tasks_)), timer_(std::move(o.timer_)) {}
 
   bool await_ready() const {
     check_fresh(std::index_sequence_for<Ts...>{});
@@ -314,6 +320,9 @@ class VectorGather {
   VectorGather(Duration timeout, std::vector<Task<T>>&& tasks)
     requires Timed
       : tasks_(std::move(tasks)), timer_(timeout) {}
+  // Movable until awaited, so that a gather is accepted wherever a Task is (as_task.hpp).
+  VectorGather(VectorGather&& o) noexcept
+      : tasks_(std::move(o.tasks_)), timer_(std::move(o.timer_)) {}
 
   bool await_ready() const {
     if (tasks_.size() >= UINT32_MAX)
@@ -438,6 +447,36 @@ template <class T>
                                                               GatherOptions options,
                                                               std::vector<Task<T>> tasks) {
   return detail::VectorGather<true, true, T>{options.timeout, std::move(tasks)};
+}
+
+// The tuple forms over any awaitables (gathers, task_groups, joins, ...): each one that is
+// not a Task is wrapped into one (as_task.hpp); Tasks pass as they are.
+//
+//   auto [page, rows] = co_await safe_gather(fetch(url), task_group(load_all));
+template <class... As>
+  requires(sizeof...(As) > 0 && (detail::awaitable<As&&> && ...) &&
+           !(detail::is_task_v<std::remove_cvref_t<As>> && ...))
+auto safe_gather(As&&... awaitables) {
+  return safe_gather(detail::to_task(std::forward<As>(awaitables))...);
+}
+template <class... As>
+  requires(sizeof...(As) > 0 && (detail::awaitable<As&&> && ...) &&
+           !(detail::is_task_v<std::remove_cvref_t<As>> && ...))
+auto safe_gather(return_exceptions_t, As&&... awaitables) {
+  return safe_gather(return_exceptions, detail::to_task(std::forward<As>(awaitables))...);
+}
+template <class... As>
+  requires(sizeof...(As) > 0 && (detail::awaitable<As&&> && ...) &&
+           !(detail::is_task_v<std::remove_cvref_t<As>> && ...))
+auto safe_gather(GatherOptions options, As&&... awaitables) {
+  return safe_gather(options, detail::to_task(std::forward<As>(awaitables))...);
+}
+template <class... As>
+  requires(sizeof...(As) > 0 && (detail::awaitable<As&&> && ...) &&
+           !(detail::is_task_v<std::remove_cvref_t<As>> && ...))
+auto safe_gather(return_exceptions_t, GatherOptions options, As&&... awaitables) {
+  return safe_gather(return_exceptions, options,
+                     detail::to_task(std::forward<As>(awaitables))...);
 }
 
 }  // namespace weft

@@ -61,6 +61,7 @@ inline thread_local CancelState* tl_current_scope = nullptr;
 bool is_cancelled_exception(const std::exception_ptr& e) noexcept;
 
 struct PromiseBase;
+struct Waiter;
 
 // Something other than a gather that owns a running task and must hear when it ends (a
 // TaskGroup): its hook returns the coroutine to transfer to. Keeps the runtime ignorant of
@@ -87,7 +88,8 @@ struct PromiseBase {
     void await_resume() const {
       CancelState* scope = self->cancel;
       tl_current_scope = scope;
-      if (scope != nullptr && scope->is_cancelled()) [[unlikely]]
+      // A shield starts whatever its starter's scope says: it brings a scope of its own.
+      if (scope != nullptr && scope->is_cancelled() && !self->shielded) [[unlikely]]
         throw_cancelled();
     }
     PromiseBase* self;
@@ -127,6 +129,13 @@ struct PromiseBase {
     std::rethrow_exception(e);
   }
 
+  PromiseBase() noexcept {}
+  ~PromiseBase() {
+    if (is_group_child) group_child.~GroupChildPart();
+  }
+  PromiseBase(const PromiseBase&) = delete;
+  PromiseBase& operator=(const PromiseBase&) = delete;
+
   std::coroutine_handle<> continuation;  // resumed when this task ends (plain co_await)
   JoinState* join = nullptr;             // set instead when a gather owns this task
   CancelState* cancel = nullptr;         // the scope this task runs in
@@ -134,12 +143,33 @@ struct PromiseBase {
   Joiner* joiner = nullptr;              // set instead when a TaskGroup owns this task
   bool scope_fixed = false;              // `cancel` was chosen by its creator (shield, ...)
   bool saw_cancelled = false;            // Cancelled was delivered into it
-  // Joiner children only: the frame is shared by the group's run of it and the JoinHandle,
-  // and the last of the two to let go destroys it. kChildFinished is set once the task has
-  // finished (for JoinHandle::done()), kHandleDropped once the handle let go; see
-  // GroupState::child_finished() and JoinHandle::drop() for the hand-off.
-  enum : std::uint8_t { kChildFinished = 1, kHandleDropped = 2 };
+  // Starts even when its starter's scope is already cancelled (shield(), and the wrappers
+  // timeout() and with_cancellation() put around a shield).
+  bool shielded = false;
+  bool is_group_child = false;           // `group_child` is constructed
+  // TaskGroup children only: the hand-off between the group's run of the task and its
+  // JoinHandle (detail/group_state.hpp has the protocol; these are its bits).
+  enum : std::uint8_t {
+    kChildFinished = 1,   // the task has finished: its result is readable (release)
+    kHandleDropped = 2,   // the JoinHandle let go of the frame
+    kJoinWaiting = 4,     // group_child.join_waiter is parked on it (join())
+    kGroupEnded = 8,      // supervised failures: the group has ended and handed the frame over
+    kObserved = 16,       // supervised failures: the handle looked at the outcome
+    kPinning = 32,        // a wait() is taking a count of the group through this child
+  };
   std::atomic<std::uint8_t> handoff{0};
+
+  // What a TaskGroup child needs beyond a plain task: its own scope below the group's (so
+  // that JoinHandle::cancel() reaches it alone) and the slot of a join() parked on it.
+  // Constructed by TaskGroup::spawn only: other tasks pay nothing for it.
+  struct GroupChildPart {
+    CancelState scope{CancelState::ParentLater{}};
+    Waiter* join_waiter = nullptr;  // written before kJoinWaiting is set, read after
+    bool supervised = false;
+  };
+  union {
+    GroupChildPart group_child;
+  };
 };
 
 template <class P>

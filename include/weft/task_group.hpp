@@ -4,7 +4,8 @@
 //   auto [user, orders] = co_await task_group([&](TaskGroup& tg) -> Task<std::pair<User, Orders>> {
 //     JoinHandle<User> u = tg.spawn(fetch_user(id));
 //     JoinHandle<Orders> o = tg.spawn(fetch_orders(id));
-//     co_return ...;   // results are read after the group ended (or once done())
+//     tg.spawn(audit(id));               // a child whose result nobody needs: drop the handle
+//     co_return {co_await u.join(), co_await o.join()};
 //   });
 //
 // `co_await task_group(body)` runs `body(group)`, then waits for every task spawned into the
@@ -13,353 +14,87 @@
 //   is cancelled and awaited, then an ExceptionGroup of every failure is thrown. It never
 //   holds Cancelled: a cancelled sibling is not a failure.
 // - If the caller is cancelled, the children are cancelled and awaited and Cancelled
-//   propagates (not an ExceptionGroup). Groups nest; an inner group never absorbs the
-//   cancellation of an outer one.
+//   propagates, unless a child or the body failed for real: then that ExceptionGroup is
+//   thrown (no error is ever lost) and the caller's next suspension point throws Cancelled.
+//   Groups nest; an inner group never absorbs the cancellation of an outer one.
+// - Supervised children (`tg.spawn(supervised, task)`) neither fail nor cancel the group
+//   when they fail: the failure is kept in the JoinHandle (join_handle.hpp). A supervised
+//   failure that nothing read when its handle is dropped fails the group after all (if the
+//   handle is dropped while the group runs) or goes to the unobserved-error handler.
+// - JoinHandle::cancel() cancels one child; its Cancelled is not a failure of the group.
 // - TaskGroup::cancel() cancels the body and every child; the group then ends quietly if the
 //   body returns void (or returned a value before the cancellation), else with Cancelled.
 // - spawn() into a group that is cancelled or has ended throws UsageError.
+// - A long-lived group holds memory only for children still running and handles alive: a
+//   child whose handle was dropped frees its frame when it ends.
+// - `task_group(body)` is an awaitable (no coroutine frame of its own); it converts to a
+//   Task<R> and is accepted wherever a Task is (block_on, spawn, timeout, safe_gather, ...).
 // Must be awaited from a task running on a weft runtime (UsageError otherwise).
 #pragma once
 
-#include <atomic>
 #include <coroutine>
 #include <exception>
 #include <optional>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "weft/cancellation.hpp"
+#include "weft/detail/as_task.hpp"
 #include "weft/detail/cancel_state.hpp"
-#include "weft/detail/join_state.hpp"
+#include "weft/detail/group_state.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/errors.hpp"
 #include "weft/exception_group.hpp"
+#include "weft/join_handle.hpp"
 #include "weft/outcome.hpp"
 #include "weft/task.hpp"
 
 namespace weft {
 
-namespace detail {
-
-// How a TaskGroup counts its children back in (the join protocol of JoinState, extended to
-// children that come and go while the group runs).
-//
-// Protocol.
-//   A group starts on worker W with an inline run open (InlineRun, join_state.hpp). While W
-//   keeps running the chain of symmetric transfers that started the group, a child spawned
-//   on W is pushed onto W's deque and counted in a plain integer (`local_spawned`); once the
-//   body has ended, the join pops those children back off the bottom of W's deque and runs
-//   them itself, counting each that finishes (`local_done`), again without atomics.
-//   `pending` (atomic) counts everything else: +1 for a child spawned any other way (from
-//   another thread, on W after the inline run ended, or while foreign work sits above the
-//   group's children in W's deque), -1 for a child that finishes outside the inline run, and
-//   +1 for the body if the inline run ends while the body still runs. The inline run holds
-//   kInlineRunBias, more than any number of children, so `pending` cannot reach zero while
-//   the run is open.
-//   The inline run ends
-//   - by completion: the body has ended, every child counted inline finished inline (so none
-//     was stolen), and `pending` still holds exactly the bias (nothing else in flight): one
-//     CAS bias -> 0 ends the group. A group whose children all ran on W costs that one
-//     locked instruction, plus the deque pops;
-//   - by settling: when control returns to W's scheduler loop, or when the join's next child
-//     is not at the bottom of W's deque, the run adds local_spawned - local_done - bias (+1
-//     while the body runs) to `pending`.
-//   Whoever brings `pending` to zero resumes the waiter. Zero means the group has ended: a
-//   spawn that finds it there fails.
-//
-// Invariants.
-//   - `owner` is fixed at construction. `inline_run`, the local counts, `in_deque` and
-//     `body_running` are touched only on W while the run is open: every other thread
-//     compares `owner` with its own worker first and never reads them.
-//   - The children spawned inline and not yet popped by the join sit at W's deque indices
-//     below base + in_deque (the lowest ones possibly taken by thieves, which steal from the
-//     top). A spawn counts inline only when W's bottom is exactly base + in_deque, and the
-//     join pops only under the same test, so it never pops anything but its own children.
-//   - Until the run ends, `pending` >= bias - (children stolen and finished) > 0: the
-//     group's frame cannot go away while W may still touch it.
-struct GroupState : Joiner, InlineRun {
-  // More than the children one group can ever have in flight.
-  static constexpr std::int64_t kInlineRunBias = std::int64_t{1} << 48;
-
-  GroupState(CancelState* outer, Worker& w)
-      : Joiner{&child_finished},
-        InlineRun{&settle_group},
-        scope(outer),
-        scheduler(&w.scheduler),
-        owner(&w),
-        base(w.deque.bottom_index()) {
-    open(w);
-  }
-
-  // A child's final step (task_group.cpp).
-  static std::coroutine_handle<> child_finished(Joiner* self, PromiseBase& child,
-                                                void* frame) noexcept;
-
-  // Children that failed for real (never Cancelled). The first cancels the group.
-  void record_failure(const std::exception_ptr& e) {
-    if (is_cancelled_exception(e)) return;
-    bool first;
-    {
-      std::lock_guard<SpinLock> guard(failures_lock);
-      first = failures.empty();
-      failures.push_back(e);
-    }
-    if (first) scope.cancel();
-  }
-
-  // True on W while the inline run is open.
-  bool inline_on(const Worker* w) const noexcept { return w == owner && inline_run; }
-  // A spawn on W may be counted inline (see the invariants).
-  bool can_spawn_inline(const Worker* w) const noexcept {
-    return inline_on(w) && w->deque.bottom_index() == base + in_deque;
-  }
-
-  // The body has ended (the join, on any thread): where control goes next.
-  std::coroutine_handle<> body_ended(std::coroutine_handle<> join) noexcept {
-    waiter = join;
-    Worker* w = tl_worker;
-    if (inline_on(w)) {
-      body_running = false;
-      return next_inline(*w);
-    }
-    return release_one();
-  }
-
-  // On W, inline, after the body ended or a child finished: the next child to run, the
-  // waiter (the group is complete), or noop once the run settled with work in flight.
-  std::coroutine_handle<> next_inline(Worker& w) noexcept {
-    if (in_deque > 0 && w.deque.bottom_index() == base + in_deque) {
-      if (void* next = w.deque.pop()) {
-        --in_deque;
-        bump(w.counters.tasks_run);
-        return std::coroutine_handle<>::from_address(next);
-      }
-    }
-    close(w);
-    if (local_done == local_spawned) {
-      std::int64_t expected = kInlineRunBias;
-      // acq_rel: acquires the writes of children spawned and finished elsewhere (their
-      // decrements are releases); releases ours to the spawn that next finds zero.
-      if (pending.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
-                                         std::memory_order_relaxed)) {
-        inline_run = false;
-        return waiter;
-      }
-    }
-    return settle();
-  }
-
-  // Ends the inline run (already off W's stack): hands the inline counts over to `pending`.
-  // Touches nothing of the group after the addition.
-  std::coroutine_handle<> settle() noexcept {
-    inline_run = false;
-    const std::int64_t delta = static_cast<std::int64_t>(local_spawned) -
-                               static_cast<std::int64_t>(local_done) - kInlineRunBias +
-                               (body_running ? 1 : 0);
-    // acq_rel: as in release_one().
-    if (pending.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) return waiter;
-    return std::noop_coroutine();
-  }
-
-  // A child (or the body) counted in `pending` is done: the last one resumes the waiter.
-  std::coroutine_handle<> release_one() noexcept {
-    // acq_rel: the release publishes this child's writes; the last decrement's acquire sees
-    // all of them (and `waiter`) before resuming the group.
-    if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) return waiter;
-    return std::noop_coroutine();
-  }
-
-  // Takes one more count for a child spawned outside the inline run; false once the count
-  // reached zero (ended).
-  bool try_add_child() noexcept {
-    std::int64_t n = pending.load(std::memory_order_relaxed);
-    do {
-      if (n == 0) return false;
-      // Relaxed: the child's frame is published by its push; a spawner that holds no count
-      // of its own (another thread) is told apart by the zero test.
-    } while (!pending.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-    return true;
-  }
-
-  // Something that must hear of every child that finishes while it is registered (a wait()
-  // on JoinHandles). Runs under `listeners_lock`, on the finishing child's thread, before
-  // the child gives up its count: it must be short and must not touch `child` unless it
-  // watches `frame` (an unwatched child's frame may already be gone).
-  struct Listener {
-    void (*child_finished)(Listener* self, PromiseBase& child, void* frame) noexcept;
-    Listener* prev = nullptr;  // guarded by listeners_lock
-    Listener* next = nullptr;
-  };
-  // Registers `l`. From then on, every child that finishes calls it; a child that finished
-  // before is seen by the caller's own check of JoinHandle::done() made after this returns
-  // (see child_finished() for the handshake).
-  void add_listener(Listener& l) noexcept {
-    std::lock_guard<SpinLock> guard(listeners_lock);
-    l.prev = nullptr;
-    l.next = listeners;
-    if (listeners != nullptr) listeners->prev = &l;
-    listeners = &l;
-    // seq_cst: ordered before the caller's done() loads; pairs with child_finished().
-    has_listeners.store(true, std::memory_order_seq_cst);
-  }
-  // Unregisters `l`; no call of it runs or starts after this returns.
-  void remove_listener(Listener& l) noexcept {
-    std::lock_guard<SpinLock> guard(listeners_lock);
-    if (l.prev != nullptr) l.prev->next = l.next;
-    else listeners = l.next;
-    if (l.next != nullptr) l.next->prev = l.prev;
-    // Relaxed: only an optimisation for the children (a stale true costs one lock); no wait is
-    // registered any more, so there is nothing for a child to miss.
-    if (listeners == nullptr) has_listeners.store(false, std::memory_order_relaxed);
-  }
-
-  CancelState scope;
-  Scheduler* scheduler;
-  Worker* const owner;
-  const std::int64_t base;              // W's deque bottom when the group started
-  std::uint32_t local_spawned = 0;      // inline-run state: W only, see the invariants
-  std::uint32_t local_done = 0;
-  std::uint32_t in_deque = 0;
-  bool inline_run = true;
-  bool body_running = true;
-  std::atomic<std::int64_t> pending{kInlineRunBias};
-  std::coroutine_handle<> waiter;       // written before the body's count is given up
-  SpinLock failures_lock;
-  std::vector<std::exception_ptr> failures;  // guarded by failures_lock
-  SpinLock listeners_lock;
-  Listener* listeners = nullptr;  // guarded by listeners_lock
-  // True while a listener is registered: one load on every child's finish.
-  std::atomic<bool> has_listeners{false};
-
- private:
-  static std::coroutine_handle<> settle_group(InlineRun* self) noexcept {
-    return static_cast<GroupState*>(self)->settle();
-  }
+// Selects TaskGroup::spawn's supervised form (tokio's JoinSet, Kotlin's supervisorScope).
+struct supervised_t {
+  explicit constexpr supervised_t() = default;
 };
+inline constexpr supervised_t supervised{};
 
-// Pushes a spawned child where it will run: the current worker's deque, or the runtime's
-// injection queue from any other thread.
-void schedule_spawned(Scheduler& s, std::coroutine_handle<> h);
-
-}  // namespace detail
-
-// The handle of a task spawned into a TaskGroup.
-template <class T>
-class [[nodiscard]] JoinHandle {
- public:
-  using value_type = detail::stored_t<T>;
-
-  JoinHandle(JoinHandle&& o) noexcept
-      : handle_(std::exchange(o.handle_, nullptr)), outcome_(std::move(o.outcome_)) {}
-  JoinHandle& operator=(JoinHandle&& o) noexcept {
-    if (this != &o) {
-      drop();
-      handle_ = std::exchange(o.handle_, nullptr);
-      outcome_ = std::move(o.outcome_);
-    }
-    return *this;
-  }
-  JoinHandle(const JoinHandle&) = delete;
-  JoinHandle& operator=(const JoinHandle&) = delete;
-  ~JoinHandle() { drop(); }
-
-  // True once the task has finished (with a value or an exception). Always true after the
-  // group ended.
-  bool done() const noexcept {
-    // Acquire pairs with the child's release in GroupState::child_finished(): the result is
-    // visible.
-    return handle_ && (handle_.promise().handoff.load(std::memory_order_acquire) &
-                       detail::PromiseBase::kChildFinished) != 0;
-  }
-
-  // The task's value, or rethrows its exception (Cancelled if it was cancelled). UsageError
-  // before the task finished.
-  value_type& result() {
-    if (outcome_) return outcome_->value();
-    // Read in place: the frame holds the result for as long as this handle lives.
-    if (!done()) throw UsageError("JoinHandle: the task has not finished; wait for its group");
-    auto& p = handle_.promise();
-    if (p.exception) [[unlikely]]
-      std::rethrow_exception(p.exception);
-    if constexpr (std::is_void_v<T>) return unit_;
-    else return p.value;
-  }
-
-  // For weft's own primitives (wait()): the task's promise and frame.
-  detail::PromiseBase* promise_base() const noexcept {
-    return handle_ ? &handle_.promise() : nullptr;
-  }
-  void* frame_address() const noexcept { return handle_.address(); }
-
-  // The task's Outcome. UsageError before the task finished. The first call moves the result
-  // out of the task's frame into the handle (a reference result() returned before now
-  // refers to the moved-from value); result() then reads the Outcome.
-  Outcome<T>& outcome() {
-    if (!outcome_) {
-      if (!done()) throw UsageError("JoinHandle: the task has not finished; wait for its group");
-      auto& p = handle_.promise();
-      if (p.exception) outcome_.emplace(Outcome<T>::from_exception(p.exception));
-      else outcome_.emplace(Outcome<T>::from_value(p.take_stored()));
-    }
-    return *outcome_;
-  }
-
- private:
-  friend class TaskGroup;
-  explicit JoinHandle(typename Task<T>::handle_type h) noexcept : handle_(h) {}
-  // The hand-off with GroupState::child_finished(): whichever side comes second destroys
-  // the frame. A finished child has already decided (it saw no drop and left the frame to
-  // us), so the common case, a handle dropped after its task finished, needs no locked
-  // instruction.
-  void drop() noexcept {
-    if (!handle_) return;
-    std::atomic<std::uint8_t>& handoff = handle_.promise().handoff;
-    // Acquire (both): pairs with the child's acq_rel fetch_add; it no longer touches the
-    // frame. (Each bit is set once: adding is or-ing, without a compare-exchange loop.)
-    if ((handoff.load(std::memory_order_acquire) & detail::PromiseBase::kChildFinished) != 0 ||
-        (handoff.fetch_add(detail::PromiseBase::kHandleDropped, std::memory_order_acq_rel) &
-         detail::PromiseBase::kChildFinished) != 0)
-      handle_.destroy();
-    handle_ = nullptr;
-  }
-  typename Task<T>::handle_type handle_;
-  // Made by the first outcome() call, which moves the value out of the frame.
-  std::optional<Outcome<T>> outcome_;
-  [[no_unique_address]] std::monostate unit_;  // result() of a void task
-};
+// Called with a supervised child's failure that nothing read before its handle was dropped,
+// after its group ended (asyncio's "Task exception was never retrieved"). The default prints
+// one line to stderr; nullptr restores it. Thread-safe; runs on the thread that drops the
+// handle, so keep it short and non-throwing.
+using UnobservedErrorHandler = void (*)(std::exception_ptr);
+void set_unobserved_error_handler(UnobservedErrorHandler handler) noexcept;
 
 class TaskGroup {
  public:
-  // Starts `task` in the group (it may run on any worker) and returns its handle. From the
-  // body, a child, or any thread while the group runs. UsageError once the group is
-  // cancelled or has ended.
+  // Starts `task` in the group (it may run on any worker) and returns its handle (dropping it
+  // is fine). From the body, a child, or any thread while the group runs. UsageError once the
+  // group is cancelled or has ended. A child's failure cancels the group (fail fast).
+  //
+  //   tg.spawn(log_request(req));                      // nobody needs the result
+  //   JoinHandle<int> h = tg.spawn(count_rows(table));
   template <class T>
   JoinHandle<T> spawn(Task<T> task) {
-    detail::require_fresh(task.handle(), "TaskGroup::spawn");
-    detail::GroupState& g = state_;
-    detail::Worker* w = detail::tl_worker;
-    // The inline run holds the group open: no zero check needed there. Elsewhere a zero
-    // count means the group has ended (it never rises again).
-    const bool inline_spawn = g.can_spawn_inline(w);
-    if (g.scope.is_cancelled() || (!inline_spawn && !g.try_add_child()))
-      [[unlikely]]
-      throw UsageError("TaskGroup::spawn: the group was cancelled or has ended");
-    auto h = task.release();
-    auto& p = h.promise();
-    p.joiner = &g;
-    p.cancel = &g.scope;
-    p.scope_fixed = true;
-    if (inline_spawn) {
-      ++g.local_spawned;
-      ++g.in_deque;
-      w->deque.push(h.address());
-      detail::bump(w->counters.tasks_spawned);
-      detail::notify_work_published(*w);
-    } else {
-      detail::schedule_spawned(*g.scheduler, h);
-    }
-    return JoinHandle<T>(h);
+    return start(std::move(task), false);
+  }
+  // As spawn(task), for a supervised child: its failure is kept in its handle, and neither
+  // fails nor cancels the group (see the top of this file).
+  //
+  //   auto h = tg.spawn(supervised, flaky_fetch(url));
+  //   if (!co_await ok(h)) ...                          // h.outcome() holds the failure
+  template <class T>
+  JoinHandle<T> spawn(supervised_t, Task<T> task) {
+    return start(std::move(task), true);
+  }
+  // Any other awaitable (a gather, a nested task_group, h.join(), ...), wrapped into a Task.
+  template <class A>
+    requires detail::non_task_awaitable<A&&>
+  auto spawn(A&& awaitable) {
+    return spawn(detail::as_task(std::forward<A>(awaitable)));
+  }
+  template <class A>
+    requires detail::non_task_awaitable<A&&>
+  auto spawn(supervised_t, A&& awaitable) {
+    return spawn(supervised, detail::as_task(std::forward<A>(awaitable)));
   }
 
   // Cancels the body and every child, on every thread. Idempotent.
@@ -378,67 +113,115 @@ class TaskGroup {
   detail::GroupState& state() noexcept { return state_; }
 
  private:
+  template <class T>
+  JoinHandle<T> start(Task<T> task, bool supervised_child) {
+    detail::require_fresh(task.handle(), "TaskGroup::spawn");
+    detail::GroupState& g = state_;
+    detail::Worker* w = detail::tl_worker;
+    // The inline run holds the group open: no zero check needed there. Elsewhere a zero
+    // count means the group has ended (it never rises again).
+    const bool inline_spawn = g.can_spawn_inline(w);
+    if (g.scope.is_cancelled() || (!inline_spawn && !g.try_add_child())) [[unlikely]]
+      throw detail::SpawnRefused("TaskGroup::spawn: the group was cancelled or has ended");
+    auto h = task.release();
+    g.start_child(h.promise(), h.address(), supervised_child, w, inline_spawn);
+    return JoinHandle<T>(h);
+  }
+
   mutable detail::GroupState state_;
 };
 
 namespace detail {
 
-struct GroupJoin {
-  GroupState& group;
-  bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) noexcept {
-    return group.body_ended(h);  // h itself when the group is already complete
-  }
-  void await_resume() const noexcept {}
-};
-
 template <class F>
 using group_result_t = typename std::invoke_result_t<F&, TaskGroup&>::value_type;
+
+// co_await task_group(body): the group lives in this awaiter (in the awaiting coroutine's
+// frame); the body's end hands over to the join (GroupState::body_finished()).
+template <class F>
+class [[nodiscard]] GroupAwaiter {
+ public:
+  using R = group_result_t<F>;
+
+  explicit GroupAwaiter(F body) : body_(std::move(body)) {}
+  // Movable until awaited (so that it converts to a Task).
+  GroupAwaiter(GroupAwaiter&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
+      : body_(std::move(o.body_)) {}
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class P>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    awaiting_ = weft_promise_of(caller);
+    check_cancelled(awaiting_);  // a cancelled caller starts nothing
+    Worker* w = tl_worker;
+    if (w == nullptr) throw UsageError("task_group must be awaited from a task on a weft runtime");
+    group_.emplace(awaiting_ != nullptr ? awaiting_->cancel : nullptr, *w);
+    GroupState& g = group_->state();
+    g.waiter = caller;
+    body_joiner_.child_done = &GroupState::body_finished;
+    body_joiner_.group = &g;
+    try {
+      run_ = body_(*group_);
+      require_fresh(run_.handle(), "task_group body");
+    } catch (...) {
+      run_ = Task<R>{};
+      body_error_ = std::current_exception();
+      g.record_failure(body_error_);
+      return g.body_ended();
+    }
+    PromiseBase& body = run_.handle().promise();
+    body.cancel = &g.scope;
+    body.scope_fixed = true;
+    body.joiner = &body_joiner_;
+    return run_.handle();
+  }
+
+  R await_resume() {
+    GroupState& g = group_->state();
+    resume_in(awaiting_);
+    g.end_supervised();
+    // No lock: every record_failure() happened before its child's (or the body's) count was
+    // given up, and the join that resumed us acquired all of those. A real failure is thrown
+    // even when the caller is cancelled (nothing is lost; its next suspension point throws).
+    if (!g.failures.empty()) [[unlikely]] {
+      // A spawn refused because the caller's cancellation reached the group is part of that
+      // cancellation, not a failure of its own.
+      if (awaiting_ != nullptr && awaiting_->cancel != nullptr && awaiting_->cancel->is_cancelled())
+        std::erase_if(g.failures, &is_spawn_refusal);
+      if (!g.failures.empty()) throw ExceptionGroup(std::move(g.failures));
+    }
+    check_cancelled(awaiting_);
+    std::exception_ptr body_error = body_error_ ? body_error_ : run_.handle().promise().exception;
+    if (body_error) {
+      // Only a Cancelled is left here. Absorbed when the group cancelled itself and there is
+      // no result to lose.
+      if constexpr (std::is_void_v<R>) {
+        if (g.scope.cancelled_here()) return;
+      }
+      rethrow_into(awaiting_, body_error);
+    }
+    if constexpr (!std::is_void_v<R>) return run_.handle().promise().take();
+  }
+
+  // Accepted wherever a Task<R> is.
+  operator Task<R>() && { return as_task(std::move(*this)); }
+
+ private:
+  F body_;
+  std::optional<TaskGroup> group_;
+  BodyJoiner body_joiner_{};
+  Task<R> run_;
+  std::exception_ptr body_error_;
+  PromiseBase* awaiting_ = nullptr;
+};
 
 }  // namespace detail
 
 // co_await task_group(body) -> the body's result; see the top of this file.
 template <class F>
-Task<detail::group_result_t<F>> task_group(F body) {
-  using R = detail::group_result_t<F>;
-  detail::PromiseBase* self = co_await detail::CurrentPromise{};
-  detail::Worker* w = detail::tl_worker;
-  if (w == nullptr) throw UsageError("task_group must be awaited from a task on a weft runtime");
-  TaskGroup group(self != nullptr ? self->cancel : nullptr, *w);
-  detail::GroupState& state = group.state();
-
-  std::optional<detail::stored_t<R>> result;
-  std::exception_ptr body_error;
-  try {
-    Task<R> run = body(group);
-    detail::require_fresh(run.handle(), "task_group body");
-    if constexpr (std::is_void_v<R>) {
-      co_await detail::in_scope(std::move(run), &state.scope);
-      result.emplace();
-    } else {
-      result.emplace(co_await detail::in_scope(std::move(run), &state.scope));
-    }
-  } catch (...) {
-    body_error = std::current_exception();
-    state.record_failure(body_error);
-  }
-  co_await detail::GroupJoin{state};
-  detail::resume_in(self);
-
-  detail::check_cancelled(self);  // the caller's cancellation wins: Cancelled, not a group
-  // No lock: every record_failure() happened before its child's (or the body's) count was
-  // given up, and the join that resumed us acquired all of those.
-  if (!state.failures.empty()) throw ExceptionGroup(std::move(state.failures));
-  if (body_error) {
-    // Only a Cancelled is left here. Absorbed when the group cancelled itself and there is
-    // no result to lose.
-    if constexpr (std::is_void_v<R>) {
-      if (state.scope.cancelled_here()) co_return;
-    }
-    std::rethrow_exception(body_error);
-  }
-  if constexpr (std::is_void_v<R>) co_return;
-  else co_return std::move(*result);
+detail::GroupAwaiter<F> task_group(F body) {
+  return detail::GroupAwaiter<F>(std::move(body));
 }
 
 }  // namespace weft

@@ -84,6 +84,15 @@ Task<T> timeout_impl(TimeoutRequest request, Task<T> task) {
   }
 }
 
+// The timeout's coroutine; around a shield it starts like the shield would (see shield()).
+template <class T>
+Task<T> timed(TimeoutRequest request, Task<T> task) {
+  const bool shielded = task.handle().promise().shielded;
+  Task<T> wrapper = timeout_impl(request, std::move(task));
+  wrapper.handle().promise().shielded = shielded;
+  return wrapper;
+}
+
 }  // namespace detail
 
 // co_await timeout(d, task): the task's result, or TimeoutError once `d` (counted from when
@@ -96,7 +105,16 @@ Task<T> timeout(std::chrono::duration<Rep, Period> d, Task<T> task) {
   detail::TimeoutRequest request;
   request.relative = detail::saturating_duration(d, "timeout");
   request.is_relative = true;
-  return detail::timeout_impl(request, std::move(task));
+  return detail::timed(request, std::move(task));
+}
+
+// Any other awaitable (a gather, h.join(), a task_group, ...), wrapped into a Task first.
+//
+//   int v = co_await weft::timeout(1s, handle.join());   // cancels nothing but the wait
+template <class Rep, class Period, class A>
+  requires detail::non_task_awaitable<A&&>
+auto timeout(std::chrono::duration<Rep, Period> d, A&& awaitable) {
+  return timeout(d, detail::as_task(std::forward<A>(awaitable)));
 }
 
 // co_await timeout_at(deadline, task): as timeout(), with an absolute deadline.
@@ -109,7 +127,13 @@ Task<T> timeout_at(Deadline deadline, Task<T> task) {
   detail::require_fresh(task.handle(), "timeout_at");
   detail::TimeoutRequest request;
   request.absolute = deadline.time();
-  return detail::timeout_impl(request, std::move(task));
+  return detail::timed(request, std::move(task));
+}
+
+template <class A>
+  requires detail::non_task_awaitable<A&&>
+auto timeout_at(Deadline deadline, A&& awaitable) {
+  return timeout_at(deadline, detail::as_task(std::forward<A>(awaitable)));
 }
 
 }  // namespace weft

@@ -182,13 +182,13 @@ Task<void> wait_until_satisfied(std::vector<JoinHandle<T>>& handles, WaitState& 
   for (std::size_t i = 0; i < handles.size(); ++i) {
     PromiseBase& p = *handles[i].promise_base();
     auto* group = static_cast<GroupState*>(p.joiner);
-    if (handle_finished(p)) continue;  // its group may have ended: do not touch it
     const bool known = std::any_of(listeners.begin(), listeners.end(),
                                    [&](const auto& l) { return l->group == group; });
     if (known) continue;
-    // A running child holds its group open, so the group is alive here; the count taken
-    // fails only if every child already finished (then the check below sees this one).
-    if (!group->try_add_child()) continue;
+    // Takes the count through the child, atomically with its "not finished" test: a group
+    // whose children all finished may have ended and is never touched (the check below
+    // sees this one).
+    if (!hold_group_through(p)) continue;
     listeners.push_back(std::make_unique<WaitListener>(state, *group));
     group->add_listener(*listeners.back());
   }

@@ -26,6 +26,7 @@
 #include "weft/errors.hpp"
 #include "weft/outcome.hpp"
 #include "weft/safe_gather.hpp"
+#include "weft/detail/as_task.hpp"
 #include "weft/task.hpp"
 
 namespace weft {
@@ -83,6 +84,15 @@ Task<WaitAny<T>> wait_any(Task<T> first, More... more) {
   tasks.push_back(std::move(first));
   (tasks.push_back(std::move(more)), ...);
   return wait_any(std::move(tasks));
+}
+
+// wait_any over awaitables (gathers, task_groups, joins, ...) of one result type, each
+// wrapped into a Task.
+template <class... As>
+  requires(sizeof...(As) > 0 && (detail::awaitable<As&&> && ...) &&
+           !(detail::is_task_v<std::remove_cvref_t<As>> && ...))
+auto wait_any(As&&... awaitables) {
+  return wait_any(detail::to_task(std::forward<As>(awaitables))...);
 }
 
 }  // namespace weft

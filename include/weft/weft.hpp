@@ -13,6 +13,7 @@
 #include "weft/semaphore.hpp"
 #include "weft/sleep.hpp"
 #include "weft/task.hpp"
+#include "weft/join_handle.hpp"
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"
 #include "weft/timeout.hpp"

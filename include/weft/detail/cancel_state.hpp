@@ -191,6 +191,16 @@ class CancelState {
   // node (see marks_own_completion).
   void remove_callback(CancelCallbackNode& node) noexcept;
 
+  // Unlinks this scope from its parent's callback list, for a scope that outlives its use
+  // (a TaskGroup child's, kept in its frame while the JoinHandle lives, after the group that
+  // is its parent ended). Only once nothing below it can link any more; cancel() on it stays
+  // safe from any thread and no longer looks at the parent.
+  void leave_parent() noexcept {
+    // Acquire pairs with the CAS that installed it (slow()): nothing to unlink without it.
+    if (slow_.load(std::memory_order_acquire) != nullptr) [[unlikely]]
+      unlink_from_parent();
+  }
+
   CancelState* parent() const noexcept { return parent_; }
   TimePoint deadline() const noexcept { return deadline_; }
 
@@ -250,6 +260,7 @@ class CancelState {
   static void cancel_mirror(CancelCallbackNode* node) noexcept;
   Slow& slow() noexcept;
   void release_slow() noexcept;
+  void unlink_from_parent() noexcept;
 
   // kLive -> kMarking -> kCancelled (see the invariants). The CAS to kMarking picks the one
   // canceller (acq_rel); the release store of kCancelled, after the epoch bump that follows

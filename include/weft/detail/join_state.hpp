@@ -97,10 +97,9 @@ struct JoinState : InlineRun {
         close(*w);
         return parent;
       }
-      if (unpopped > 0 && w->deque.bottom_index() == base + unpopped) {
-        if (void* next = w->deque.pop()) {
+      if (unpopped > 0) {
+        if (void* next = w->pop_own_child(base + unpopped)) {
           --unpopped;
-          bump(w->counters.tasks_run);
           return std::coroutine_handle<>::from_address(next);
         }
       }

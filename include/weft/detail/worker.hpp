@@ -37,6 +37,13 @@ struct alignas(kCacheLine) IdleCount {
 struct alignas(kCacheLine) Worker {
   Worker(Scheduler& s, unsigned i, IdleCount& idle_count) : scheduler(s), index(i), idle(idle_count) {}
 
+  // Pushes a child a fork (gather, task group) spawned onto this worker's deque and offers
+  // it to idle workers. Owner only.
+  inline void push_child(void* frame) noexcept;
+  // Pops the bottom item back if it is the fork's own next child: the fork's children end at
+  // `expected_bottom`, so anything else there (or an empty deque) returns null. Owner only.
+  inline void* pop_own_child(std::int64_t expected_bottom) noexcept;
+
   WorkStealingDeque<void*> deque;
   Scheduler& scheduler;
   const unsigned index;
@@ -69,6 +76,19 @@ inline void notify_work_published(Worker& w) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   // Relaxed: ordering comes from the barrier described above.
   if (w.idle.sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]] wake_one_sleeper(w);
+}
+
+void Worker::push_child(void* frame) noexcept {
+  deque.push(frame);
+  bump(counters.tasks_spawned);
+  notify_work_published(*this);
+}
+
+void* Worker::pop_own_child(std::int64_t expected_bottom) noexcept {
+  if (deque.bottom_index() != expected_bottom) return nullptr;
+  void* child = deque.pop();
+  if (child != nullptr) bump(counters.tasks_run);
+  return child;
 }
 
 // Pushes a ready coroutine onto the current worker's deque, or hands it to the scheduler's

@@ -43,10 +43,14 @@ concept non_task_awaitable = awaitable<A> && !is_task_v<std::remove_cvref_t<A>> 
                              std::move_constructible<std::remove_cvref_t<A>>;
 
 // The coroutine that awaits `a`: a Task like any other.
+// The awaitable is moved into a local, so that it (a group, a gather's scope) is destroyed
+// before the task ends: parameter copies outlive the promise, and with it the scope a
+// TaskGroup child runs in, which the awaitable's own scope is linked below.
 template <class A>
 Task<await_result_t<A>> as_task(A a) {
-  if constexpr (std::is_void_v<await_result_t<A>>) co_await std::move(a);
-  else co_return co_await std::move(a);
+  A awaitable = std::move(a);
+  if constexpr (std::is_void_v<await_result_t<A>>) co_await std::move(awaitable);
+  else co_return co_await std::move(awaitable);
 }
 
 // A Task as it is; any other awaitable wrapped by as_task().

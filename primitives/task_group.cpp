@@ -181,8 +181,8 @@ void drop_child_frame(PromiseBase& child, void* frame, bool observed) noexcept {
     destroy_frame(frame);
     return;
   }
-  const std::uint8_t mark =
-      PromiseBase::kHandleDropped | (observed ? PromiseBase::kObserved : std::uint8_t{0});
+  const std::uint8_t mark = static_cast<std::uint8_t>(
+      PromiseBase::kHandleDropped | (observed ? std::uint8_t{PromiseBase::kObserved} : std::uint8_t{0}));
   // acq_rel: one side of the hand-off with child_finished() (and end_supervised()).
   state = handoff.fetch_or(mark, std::memory_order_acq_rel);
   if ((state & PromiseBase::kChildFinished) == 0) return;  // the child will destroy it

@@ -111,7 +111,8 @@ TEST(JoinHandle, ASupervisedFailureIsKeptInTheHandleAndTheGroupSucceeds) {
       EXPECT_EQ(e.id, 4);
     }
     go.set();  // the sibling was not cancelled by the failure
-    co_return std::vector<int>{co_await good.join()};
+    const int g = co_await good.join();  // (not inside a braced list: a g++-12 trap)
+    co_return std::vector<int>{g};
   }));
   EXPECT_EQ(results, std::vector<int>{8});
 }

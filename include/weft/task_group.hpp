@@ -5,7 +5,8 @@
 //     JoinHandle<User> u = tg.spawn(fetch_user(id));
 //     JoinHandle<Orders> o = tg.spawn(fetch_orders(id));
 //     tg.spawn(audit(id));               // a child whose result nobody needs: drop the handle
-//     co_return {co_await u.join(), co_await o.join()};
+//     User user = co_await u.join();   // (one co_await per statement: g++-12 miscompiles
+//     co_return {std::move(user), co_await o.join()};   //  two inside one braced list)
 //   });
 //
 // `co_await task_group(body)` runs `body(group)`, then waits for every task spawned into the

@@ -118,9 +118,10 @@ class JoinHandle {
     if (!done()) throw UsageError("JoinHandle: the task has not finished; wait for its group");
   }
   void drop() noexcept {
-    if (handle_)
-      detail::drop_child_frame(handle_.promise(), std::exchange(handle_, nullptr).address(),
-                               observed_);
+    if (!handle_) return;
+    // Two statements: argument order is unspecified (g++ evaluates the exchange first).
+    auto h = std::exchange(handle_, nullptr);
+    detail::drop_child_frame(h.promise(), h.address(), observed_);
   }
 
   typename Task<T>::handle_type handle_;

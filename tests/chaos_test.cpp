@@ -50,7 +50,6 @@ struct Counts {
   std::atomic<std::uint64_t> failures_checked{0};   // found in their group's ExceptionGroup
   std::atomic<std::uint64_t> invariant_checks{0};
   // Real failures a group dropped because its caller was cancelled (see group_node()).
-  std::atomic<std::uint64_t> failures_lost_to_caller_cancellation{0};
   std::atomic<std::uint64_t> violations{0};
 };
 
@@ -60,13 +59,6 @@ struct ChaosError : std::runtime_error {
 };
 
 constexpr std::size_t kPermits = 3;
-
-// WEFT_CHAOS_STRICT_R2=1: a real failure dropped because the group's caller was cancelled is
-// a violation too (SPEC r2, section 4).
-const bool kStrictR2 = [] {
-  const char* v = std::getenv("WEFT_CHAOS_STRICT_R2");
-  return v != nullptr && v[0] == '1';
-}();
 
 struct World {
   explicit World(Counts& c) : counts(c) {}
@@ -233,29 +225,19 @@ Task<void> group_node(World& w, std::uint64_t seed, int depth, Returned owner_re
   w.check(!owner_returned->load(), "a group ran after its owner had returned");
   // Every real failure of a child is in this group's ExceptionGroup.
   std::vector<std::exception_ptr> members;
-  bool ended_cancelled = false;
   try {
     if (ended_with) std::rethrow_exception(ended_with);
   } catch (const ExceptionGroup& eg) {
     members = eg.exceptions();
-  } catch (const Cancelled&) {
-    ended_cancelled = true;
   } catch (...) {
   }
-  // Today's task_group lets the caller's cancellation win over its children's real failures
-  // (it throws Cancelled); SPEC r2 (section 4) asks for the ExceptionGroup even then. Until the
-  // TaskGroup redesign lands, such a failure is counted apart; WEFT_CHAOS_STRICT_R2=1 makes it
-  // a violation (to run this lane over the new protocol).
-  const bool caller_cancelled = weft::this_task::cancelled();
+  // SPEC r2 (section 4): every real failure is in the ExceptionGroup, also when the group's
+  // caller was cancelled meanwhile.
   for (const std::exception_ptr& f : failures.seen) {
     const bool found = std::find(members.begin(), members.end(), f) != members.end();
     w.counts.invariant_checks.fetch_add(1);
     if (found) {
       w.counts.failures_checked.fetch_add(1);
-      continue;
-    }
-    if (caller_cancelled && ended_cancelled && !kStrictR2) {
-      w.counts.failures_lost_to_caller_cancellation.fetch_add(1);
       continue;
     }
     w.violation("a child's real failure (" + describe(f) + ") is missing from its group's "
@@ -330,8 +312,7 @@ TEST(Chaos, MixedWorkloadsUnderInjectedFaultsKeepEveryInvariant) {
   std::printf(
       "chaos: %llu rounds from seed %llu, %llu tasks, %llu groups, %llu workload failures "
       "(%llu found in their group's ExceptionGroup), %llu fault points: %llu cancellations, "
-      "%llu throws, %llu yields injected; %llu invariant checks, %llu violations (%llu real "
-      "failures dropped for a cancelled caller)\n",
+      "%llu throws, %llu yields injected; %llu invariant checks, %llu violations\n",
       static_cast<unsigned long long>(t.rounds), static_cast<unsigned long long>(first_seed),
       static_cast<unsigned long long>(counts.tasks_started.load()),
       static_cast<unsigned long long>(counts.groups.load()),
@@ -342,8 +323,7 @@ TEST(Chaos, MixedWorkloadsUnderInjectedFaultsKeepEveryInvariant) {
       static_cast<unsigned long long>(t.injected.thrown),
       static_cast<unsigned long long>(t.injected.yielded),
       static_cast<unsigned long long>(counts.invariant_checks.load()),
-      static_cast<unsigned long long>(counts.violations.load()),
-      static_cast<unsigned long long>(counts.failures_lost_to_caller_cancellation.load()));
+      static_cast<unsigned long long>(counts.violations.load()));
 }
 
 }  // namespace

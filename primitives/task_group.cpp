@@ -39,12 +39,6 @@ void report_unobserved_error(const std::exception_ptr& e) noexcept {
 }
 
 namespace {
-void pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 bool is_supervised_failure(const PromiseBase& child) noexcept {
   return child.group_child.supervised && child.exception != nullptr &&
          !is_cancelled_exception(child.exception);
@@ -79,7 +73,7 @@ std::coroutine_handle<> GroupState::child_finished(Joiner* self, PromiseBase& ch
   if ((before & PromiseBase::kPinning) != 0) [[unlikely]] {
     // A wait() is taking a count of the group through us (it holds the handle, so the frame
     // is alive): the group must not end under it. Acquire pairs with its clearing release.
-    while ((child.handoff.load(std::memory_order_acquire) & PromiseBase::kPinning) != 0) pause();
+    while ((child.handoff.load(std::memory_order_acquire) & PromiseBase::kPinning) != 0) cpu_relax();
   }
   if ((before & PromiseBase::kJoinWaiting) != 0) [[unlikely]] {
     // The joiner holds the handle while it waits: the frame is alive until we clear the bit.
@@ -153,7 +147,7 @@ bool hold_group_through(PromiseBase& child) noexcept {
   for (;;) {
     if ((v & PromiseBase::kChildFinished) != 0) return false;  // the group may be gone
     if ((v & PromiseBase::kPinning) != 0) {  // another wait() pins through it: take turns
-      pause();
+      cpu_relax();
       v = child.handoff.load(std::memory_order_relaxed);
       continue;
     }
@@ -203,7 +197,7 @@ void join_leave(Waiter* self) noexcept {
     if ((v & PromiseBase::kJoinWaiting) == 0) return;  // the child is done with the waiter
     if ((v & PromiseBase::kChildFinished) != 0) {
       // The child is waking us (its claim fails: we were cancelled): wait for its last touch.
-      pause();
+      cpu_relax();
       v = child.handoff.load(std::memory_order_acquire);
       continue;
     }

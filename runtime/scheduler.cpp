@@ -9,6 +9,7 @@
 #include <string>
 #include <system_error>
 
+#include "weft/detail/cancel_state.hpp"
 #include "weft/detail/join_state.hpp"
 #include "weft/detail/testing.hpp"
 #include "weft/task.hpp"
@@ -26,13 +27,6 @@ constexpr unsigned kPausesPerRound = 16;
 // that it does not fall into step with the fan-out of a regular recursion.
 constexpr std::uint32_t kInjectionCheckInterval = 61;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 inline std::uint64_t next_random(std::uint64_t& state) noexcept {
   state ^= state << 13;

@@ -148,6 +148,7 @@ class JoinHandle<T>::JoinAwaiter {
     detail::check_cancelled(self);
     if (handle_->done()) return false;
     detail::PromiseBase& child = handle_->handle_.promise();
+    // Relaxed: a misuse check; only this handle's owner sets the bit, so it sees its own.
     if ((child.handoff.load(std::memory_order_relaxed) & detail::PromiseBase::kJoinWaiting) != 0)
       throw UsageError("JoinHandle::join: another join() is already waiting on this task");
     if (!waiter_.begin(awaiting, &detail::join_leave, &child)) return false;  // cancelled

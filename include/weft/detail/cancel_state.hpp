@@ -69,6 +69,15 @@ namespace weft::detail {
 // were set before the bump are visible to a check that sees it.
 inline std::atomic<std::uint64_t> g_cancel_epoch{1};
 
+// The body of every spin-wait loop in weft: tells the core it is spinning.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // A tiny test-and-test-and-set lock for the callback lists: held for a few pointer writes,
 // never while a callback runs.
 class SpinLock {
@@ -76,11 +85,7 @@ class SpinLock {
   void lock() noexcept {
     // Acquire pairs with the release in unlock().
     while (locked_.exchange(true, std::memory_order_acquire)) {
-      while (locked_.load(std::memory_order_relaxed)) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      }
+      while (locked_.load(std::memory_order_relaxed)) cpu_relax();
     }
   }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }

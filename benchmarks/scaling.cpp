@@ -9,13 +9,16 @@
 // Workloads (one task per recursive call in both parallel versions; "tasks" counts calls):
 //   fib      fib(30): 2,692,537 tasks, two children per call
 //   skynet   1,000,000 leaves, 10 children per node: 1,111,111 tasks
-//   nqueens  all solutions of 11 queens, one task per valid placement
+//   nqueens  all solutions of 12 queens in runtime-benchmarks' shape (board copied into each
+//            child, one child per legal column; children in an InlineVector)
+//   nqueens_vector  the same through std::vector (weft only)
 //   matmul   512x512 doubles, C += A*B by recursive quadrant split down to 64x64 blocks
 //            (two phases of four products per level): 585 tasks
 //
-// Counters: tasks (per iteration), ns_per_task (iteration real time / tasks), and for weft
-// heap_allocs_per_task (frames that came from ::operator new during the timed loop, per task)
-// and steals_per_task. Every result is checked; a wrong one fails the benchmark
+// Counters: tasks (per iteration), ns_per_task (iteration real time / tasks),
+// heap_allocs_per_task (every operator new in the process during the timed loop, per task:
+// frames, containers, the runtime's own; allocation_counter.hpp), and for weft
+// steals_per_task. Every result is checked; a wrong one fails the benchmark
 // (SkipWithError: "error_occurred" in the JSON output).
 //
 // Runtimes and arenas are created once per worker count, outside the timed loop, and warmed
@@ -35,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "allocation_counter.hpp"
 #include "bench_common.hpp"
 
 #ifdef WEFT_BENCH_HAVE_TBB
@@ -150,82 +154,102 @@ Task<long> Skynet::weft_rec(long num, long size) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// nqueens: count all placements of N queens; one task per valid placement (bitmask boards).
+// nqueens: all placements of 12 queens, in runtime-benchmarks' shape: the partial board (one
+// column index per row) is copied into each child, one child per legal column, and every
+// placement is checked against every earlier row. The number of children is known only at run
+// time: weft holds them and their results in the caller's frame (InlineVector), oneTBB in a
+// task_group writing into an array of parts. nqueens_vector is weft through std::vector (two
+// heap allocations per node), for comparison.
 // ---------------------------------------------------------------------------------------------
 struct NQueens {
   static constexpr const char* name = "nqueens";
-  static constexpr int n = 11;
-  static constexpr std::uint32_t all = (1u << n) - 1;
+  static constexpr int n = 12;
   using result_type = long;
+  using Board = std::array<char, n>;
 
-  static long serial_rec(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+  // The queen just placed in row `rows - 1` attacks none of the earlier rows.
+  static bool legal(int rows, const Board& b) {
+    const int last = rows - 1;
+    for (int r = 0; r < last; ++r) {
+      const int d = b[r] - b[last];
+      if (d == 0 || d == last - r || d == r - last) return false;
+    }
+    return true;
+  }
+
+  static long serial_rec(int row, Board b) {
     if (row == n) return 1;
     long sum = 0;
-    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0;) {
-      const std::uint32_t bit = avail & (0u - avail);
-      avail ^= bit;
-      sum += serial_rec(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1);
+    for (int col = 0; col < n; ++col) {
+      b[row] = static_cast<char>(col);
+      if (legal(row + 1, b)) sum += serial_rec(row + 1, b);
     }
     return sum;
   }
-  static long count_calls(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+  static long count_calls(int row, Board b) {
     if (row == n) return 1;
     long calls = 1;
-    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0;) {
-      const std::uint32_t bit = avail & (0u - avail);
-      avail ^= bit;
-      calls += count_calls(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1);
+    for (int col = 0; col < n; ++col) {
+      b[row] = static_cast<char>(col);
+      if (legal(row + 1, b)) calls += count_calls(row + 1, b);
     }
     return calls;
   }
 
-  static Task<long> weft_rec(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+  static Task<long> weft_rec(int row, Board b) {
     if (row == n) co_return 1;
-    std::vector<Task<long>> children;
-    children.reserve(n);
-    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0;) {
-      const std::uint32_t bit = avail & (0u - avail);
-      avail ^= bit;
-      children.push_back(weft_rec(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1));
+    weft::InlineVector<Task<long>, n> children;
+    for (int col = 0; col < n; ++col) {
+      b[row] = static_cast<char>(col);
+      if (legal(row + 1, b)) children.push_back(weft_rec(row + 1, b));
     }
-    if (children.empty()) co_return 0;
-    const std::vector<long> counts = co_await safe_gather(std::move(children));
     long sum = 0;
-    for (long c : counts) sum += c;
+    for (long c : co_await safe_gather(std::move(children))) sum += c;
     co_return sum;
   }
 
 #ifdef WEFT_BENCH_HAVE_TBB
-  static long tbb_rec(int row, std::uint32_t cols, std::uint32_t ld, std::uint32_t rd) {
+  static long tbb_rec(int row, const Board& b) {
     if (row == n) return 1;
-    std::array<long, n> r{};
-    std::array<std::uint32_t, n> bits{};
-    int k = 0;
-    for (std::uint32_t avail = all & ~(cols | ld | rd); avail != 0; ++k) {
-      bits[k] = avail & (0u - avail);
-      avail ^= bits[k];
-    }
-    if (k == 0) return 0;
+    std::array<Board, n> boards;
+    std::array<long, n> parts{};
     tbb::task_group tg;
-    for (int i = 1; i < k; ++i) {
-      tg.run([&r, &bits, i, row, cols, ld, rd] {
-        const std::uint32_t bit = bits[i];
-        r[i] = tbb_rec(row + 1, cols | bit, ((ld | bit) << 1) & all, (rd | bit) >> 1);
-      });
+    for (int col = 0; col < n; ++col) {
+      boards[col] = b;
+      boards[col][row] = static_cast<char>(col);
+      if (legal(row + 1, boards[col]))
+        tg.run([&boards, &parts, row, col] { parts[col] = tbb_rec(row + 1, boards[col]); });
     }
-    r[0] = tbb_rec(row + 1, cols | bits[0], ((ld | bits[0]) << 1) & all, (rd | bits[0]) >> 1);
     tg.wait();
     long sum = 0;
-    for (long v : r) sum += v;
+    for (long v : parts) sum += v;
     return sum;
   }
-  static long tbb() { return tbb_rec(0, opaque(0u), 0, 0); }
+  static long tbb() { return tbb_rec(opaque(0), Board{}); }
 #endif
 
-  static long serial() { return serial_rec(0, opaque(0u), 0, 0); }
-  static Task<long> weft() { return weft_rec(0, opaque(0u), 0, 0); }
-  static double tasks() { return static_cast<double>(count_calls(0, 0, 0, 0)); }
-  static bool check(long r) { return r == 2680; }  // solutions of 11 queens
+  static long serial() { return serial_rec(opaque(0), Board{}); }
+  static Task<long> weft() { return weft_rec(opaque(0), Board{}); }
+  static double tasks() { return static_cast<double>(count_calls(0, Board{})); }
+  static bool check(long r) { return r == 14200; }  // solutions of 12 queens
+};
+
+// The same recursion through std::vector (a heap allocation for the tasks and one for the
+// results at every node): what a dynamic fan-out cost before InlineVector.
+struct NQueensVector : NQueens {
+  static constexpr const char* name = "nqueens_vector";
+  static Task<long> weft_rec(int row, Board b) {
+    if (row == n) co_return 1;
+    std::vector<Task<long>> children;
+    for (int col = 0; col < n; ++col) {
+      b[row] = static_cast<char>(col);
+      if (legal(row + 1, b)) children.push_back(weft_rec(row + 1, b));
+    }
+    long sum = 0;
+    for (long c : co_await safe_gather(std::move(children))) sum += c;
+    co_return sum;
+  }
+  static Task<long> weft() { return weft_rec(opaque(0), Board{}); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -378,6 +402,7 @@ bool timed_loop(benchmark::State& state, const char* who, Once once, double& loo
   }
   reset<W>();
   bool ok = true;
+  const std::uint64_t allocations_before = weft_bench::heap_allocations();
   const weft_bench::Stopwatch watch;
   for (auto _ : state) {
     auto r = once();
@@ -388,8 +413,14 @@ bool timed_loop(benchmark::State& state, const char* who, Once once, double& loo
     }
   }
   loop_ns = watch.elapsed_ns();
+  const double allocations =
+      static_cast<double>(weft_bench::heap_allocations() - allocations_before);
   if (ok && !final_check<W>()) ok = false;
   if (!ok) state.SkipWithError((std::string(who) + ": wrong result").c_str());
+  if (ok) {
+    const double total_tasks = W::tasks() * static_cast<double>(state.iterations());
+    if (total_tasks > 0) state.counters["heap_allocs_per_task"] = allocations / total_tasks;
+  }
   return ok;
 }
 
@@ -404,33 +435,25 @@ template <class W>
 void bm_weft(benchmark::State& state) {
   const auto workers = static_cast<unsigned>(state.range(0));
   weft::Runtime& rt = runtime_for(workers);
-  // The warm-up run inside timed_loop fills the workers' frame caches; count from after it.
-  std::uint64_t heap_before = 0;
+  // Counted from the first timed run (the warm-up inside timed_loop fills the frame caches).
   weft::WorkerStats before;
   int runs = 0;
   double loop_ns = 0;
   const bool ok = timed_loop<W>(
       state, "weft",
       [&] {
-        if (++runs == 2) {  // the first timed run
-          heap_before = weft::detail::frame_heap_allocations();
-          before = rt.stats().total();
-        }
+        if (++runs == 2) before = rt.stats().total();
         return rt.block_on(W::weft());
       },
       loop_ns);
   if (!ok) return;
-  const std::uint64_t heap_after = weft::detail::frame_heap_allocations();
   const weft::WorkerStats after = rt.stats().total();
   const double tasks = W::tasks();
   const double total_tasks = tasks * static_cast<double>(state.iterations());
   set_common_counters(state, tasks, loop_ns);
-  if (total_tasks > 0) {
-    state.counters["heap_allocs_per_task"] =
-        static_cast<double>(heap_after - heap_before) / total_tasks;
+  if (total_tasks > 0)
     state.counters["steals_per_task"] =
         static_cast<double>(after.steals - before.steals) / total_tasks;
-  }
 }
 
 #ifdef WEFT_BENCH_HAVE_TBB
@@ -465,6 +488,14 @@ void let_tbb_settle(const benchmark::State&) {
 #endif
 
 template <class W>
+void register_weft_only() {
+  weft_bench::sweep_workers(
+      benchmark::RegisterBenchmark((std::string(W::name) + "/weft").c_str(), bm_weft<W>)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond));
+}
+
+template <class W>
 void register_workload() {
   const std::string base = W::name;
   benchmark::RegisterBenchmark((base + "/serial").c_str(), bm_serial<W>)
@@ -491,6 +522,7 @@ int main(int argc, char** argv) {
   register_workload<Fib>();
   register_workload<Skynet>();
   register_workload<NQueens>();
+  register_weft_only<NQueensVector>();
   register_workload<MatMul>();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

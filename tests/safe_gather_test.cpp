@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <coroutine>
@@ -13,6 +14,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -1085,6 +1087,137 @@ TEST(SafeGather, WithReturnExceptionsEveryBucketUploadResultComesBack) {
   const std::vector<std::string> output = s.output();
   EXPECT_FALSE(printed(output, "Cancelled upload to Bucket-A"));
   EXPECT_FALSE(printed(output, "Cancelled upload to Bucket-C"));
+}
+
+// ----------------------------------------------------------------------------------------------
+// Dynamic fan-out held in the caller's frame: InlineVector
+
+// Counts the placements of `n` queens below a partial board, one child per legal column,
+// the way a dynamic fan-out is written without a heap allocation per node.
+template <int N>
+Task<long> queens(int row, std::array<char, N> board) {
+  if (row == N) co_return 1;
+  weft::InlineVector<Task<long>, N> children;
+  for (int col = 0; col < N; ++col) {
+    bool legal = true;
+    for (int r = 0; r < row && legal; ++r) {
+      const int d = board[r] - col;
+      legal = d != 0 && d != row - r && d != r - row;
+    }
+    if (!legal) continue;
+    board[row] = static_cast<char>(col);
+    children.push_back(queens<N>(row + 1, board));
+  }
+  long total = 0;
+  for (long c : co_await safe_gather(std::move(children))) total += c;
+  co_return total;
+}
+
+TEST(SafeGather, AnInlineVectorGatherReturnsAnInlineVectorInArgumentOrder) {
+  Runtime rt({.workers = 4});
+  const weft::InlineVector<int, 64> r = rt.block_on([]() -> Task<weft::InlineVector<int, 64>> {
+    weft::InlineVector<Task<int>, 64> tasks;
+    // Unequal amounts of work, so that they finish out of order on the four workers.
+    for (int i = 0; i < 64; ++i)
+      tasks.push_back([](int i) -> Task<int> {
+        co_await busy((64 - i) % 13 * 20);
+        co_return i * 3;
+      }(i));
+    co_return co_await safe_gather(std::move(tasks));
+  }());
+  ASSERT_EQ(r.size(), 64u);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(r[i], i * 3) << "index " << i;
+}
+
+TEST(SafeGather, ADynamicFanOutThroughInlineVectorsCountsEveryNQueensSolution) {
+  for (unsigned workers : {1u, 2u, 4u}) {
+    Runtime rt({.workers = workers});
+    EXPECT_EQ(rt.block_on(queens<8>(0, {})), 92) << workers << " workers";
+  }
+}
+
+TEST(SafeGather, AnEmptyInlineVectorGatherReturnsAtOnceWithNoResults) {
+  Runtime rt({.workers = 1});
+  const std::size_t n = rt.block_on([]() -> Task<std::size_t> {
+    auto r = co_await safe_gather(weft::InlineVector<Task<void>, 4>{});
+    static_assert(std::is_same_v<decltype(r), weft::InlineVector<std::monostate, 4>>);
+    co_return r.size();
+  }());
+  EXPECT_EQ(n, 0u);
+}
+
+TEST(SafeGather, AnInlineVectorGatherFailsFastAndAwaitsTheCancelledSiblings) {
+  Runtime rt({.workers = 2});
+  std::atomic<int> ended{0};
+  auto parked = [](std::atomic<int>& ended) -> Task<int> {
+    CountOnExit count{ended};
+    weft::Event never;
+    co_await never.wait();
+    co_return 0;
+  };
+  auto failing = [](std::atomic<int>& ended) -> Task<int> {
+    CountOnExit count{ended};
+    co_await weft::this_task::yield();
+    throw TaskError(7);
+  };
+  try {
+    rt.block_on([](std::atomic<int>& ended, auto parked, auto failing) -> Task<void> {
+      weft::InlineVector<Task<int>, 8> tasks;
+      for (int i = 0; i < 5; ++i) tasks.push_back(parked(ended));
+      tasks.push_back(failing(ended));
+      co_await safe_gather(std::move(tasks));
+    }(ended, parked, failing));
+    ADD_FAILURE() << "no exception";
+  } catch (const TaskError& e) {
+    EXPECT_EQ(e.id, 7);
+  }
+  EXPECT_EQ(ended.load(), 6) << "every task ended before the gather returned";
+}
+
+TEST(SafeGather, ReturnExceptionsOverAnInlineVectorReturnsEveryOutcome) {
+  Runtime rt({.workers = 2});
+  const auto r = rt.block_on([]() -> Task<weft::InlineVector<weft::Outcome<int>, 6>> {
+    weft::InlineVector<Task<int>, 6> tasks;
+    for (int i = 0; i < 6; ++i)
+      tasks.push_back([](int i) -> Task<int> {
+        if (i % 3 == 0) throw TaskError(i);
+        co_return i;
+      }(i));
+    co_return co_await safe_gather(weft::return_exceptions, std::move(tasks));
+  }());
+  ASSERT_EQ(r.size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    if (i % 3 == 0) {
+      ASSERT_TRUE(r[i].has_exception()) << i;
+      EXPECT_EQ(error_id(r[i].exception()), i);
+    } else {
+      ASSERT_TRUE(r[i].has_value()) << i;
+      EXPECT_EQ(r[i].value(), i);
+    }
+  }
+}
+
+TEST(SafeGather, AnInlineVectorGatherIsAcceptedWhereverATaskIs) {
+  Runtime rt({.workers = 2});
+  auto make = [] {
+    weft::InlineVector<Task<int>, 3> tasks;
+    for (int i = 1; i <= 3; ++i) tasks.push_back(value_of(i));
+    return safe_gather(std::move(tasks));
+  };
+  const weft::InlineVector<int, 3> direct = rt.block_on(make());
+  ASSERT_EQ(direct.size(), 3u);
+  EXPECT_EQ(direct[2], 3);
+  const int spawned = rt.block_on([](auto make) -> Task<int> {
+    std::optional<weft::JoinHandle<weft::InlineVector<int, 3>>> h;
+    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
+      h.emplace(tg.spawn(make()));
+      co_return;
+    });
+    int sum = 0;
+    for (int v : h->result()) sum += v;
+    co_return sum;
+  }(make));
+  EXPECT_EQ(spawned, 6);
 }
 
 }  // namespace

@@ -142,6 +142,31 @@ TEST(SafeGatherTimeout, AFailFastVectorGatherPastItsTimeoutThrowsTimeoutError) {
   EXPECT_LE(e.cancelled.load(), 10);
 }
 
+TEST(SafeGatherTimeout, AnInlineVectorGatherPastItsTimeoutThrowsTimeoutErrorOrReportsTheLateOnes) {
+  Runtime rt({.workers = 2});
+  Endings e;
+  EXPECT_THROW(rt.block_on([](Endings& e) -> Task<void> {
+    weft::InlineVector<Task<int>, 4> tasks;
+    tasks.push_back(value_now(1, e));
+    tasks.push_back(value_after(1h, 2, e));
+    co_await safe_gather(GatherOptions{.timeout = 10ms}, std::move(tasks));
+  }(e)),
+               TimeoutError);
+  EXPECT_EQ(e.finished.load(), e.started.load());
+
+  const auto r = rt.block_on([](Endings& e) -> Task<weft::InlineVector<Outcome<int>, 4>> {
+    weft::InlineVector<Task<int>, 4> tasks;
+    tasks.push_back(value_now(1, e));
+    tasks.push_back(value_after(1h, 2, e));
+    co_return co_await safe_gather(return_exceptions, GatherOptions{.timeout = kStartMargin},
+                                   std::move(tasks));
+  }(e));
+  ASSERT_EQ(r.size(), 2u);
+  ASSERT_TRUE(r[0].has_value());
+  EXPECT_EQ(r[0].value(), 1);
+  EXPECT_TRUE(r[1].is_timeout());
+}
+
 TEST(SafeGatherTimeout, ARealFailureBeforeTheTimeoutIsRethrownAsItself) {
   Runtime rt({.workers = 2});
   Endings e;

@@ -2,6 +2,7 @@
 //
 //   auto [user, orders] = co_await safe_gather(load_user(id), load_orders(id));
 //   std::vector<Report> reports = co_await safe_gather(std::move(report_tasks));
+//   InlineVector<long, 12> counts = co_await safe_gather(std::move(inline_children));
 //   auto [a, b] = co_await safe_gather(return_exceptions, upload("A"), upload("B"));
 //   if (!a.has_value()) log(a.exception());
 //
@@ -58,6 +59,7 @@
 #include "weft/detail/join_state.hpp"
 #include "weft/detail/timer_service.hpp"
 #include "weft/detail/worker.hpp"
+#include "weft/inline_vector.hpp"
 #include "weft/outcome.hpp"
 #include "weft/task.hpp"
 
@@ -306,22 +308,44 @@ class TupleGather {
   [[no_unique_address]] Timer timer_;
 };
 
-template <bool ReturnExceptions, bool Timed, class T>
-class VectorGather {
+// The sequences of tasks a gather takes (std::vector, InlineVector), and the sequence of the
+// same shape its results come back in.
+template <class C>
+struct TaskSequence : std::false_type {};
+template <class T>
+struct TaskSequence<std::vector<Task<T>>> : std::true_type {
+  using value_type = T;
+  template <class U>
+  using rebind = std::vector<U>;
+};
+template <class T, std::size_t N>
+struct TaskSequence<InlineVector<Task<T>, N>> : std::true_type {
+  using value_type = T;
+  template <class U>
+  using rebind = InlineVector<U, N>;
+};
+template <class C>
+concept task_sequence = TaskSequence<C>::value;
+
+template <bool ReturnExceptions, bool Timed, class Tasks>
+class SequenceGather {
   using Timer = std::conditional_t<Timed, GatherTimer, NoGatherTimer>;
+  using T = typename TaskSequence<Tasks>::value_type;
+  template <class U>
+  using Sequence = typename TaskSequence<Tasks>::template rebind<U>;
 
  public:
   using result_type =
-      std::conditional_t<ReturnExceptions, std::vector<Outcome<T>>, std::vector<stored_t<T>>>;
+      std::conditional_t<ReturnExceptions, Sequence<Outcome<T>>, Sequence<stored_t<T>>>;
 
-  explicit VectorGather(std::vector<Task<T>>&& tasks)
+  explicit SequenceGather(Tasks&& tasks)
     requires(!Timed)
       : tasks_(std::move(tasks)) {}
-  VectorGather(Duration timeout, std::vector<Task<T>>&& tasks)
+  SequenceGather(Duration timeout, Tasks&& tasks)
     requires Timed
       : tasks_(std::move(tasks)), timer_(timeout) {}
   // Movable until awaited, so that a gather is accepted wherever a Task is (as_task.hpp).
-  VectorGather(VectorGather&& o) noexcept
+  SequenceGather(SequenceGather&& o) noexcept
       : tasks_(std::move(o.tasks_)), timer_(std::move(o.timer_)) {}
 
   bool await_ready() const {
@@ -377,7 +401,7 @@ class VectorGather {
     else return NoHook{};
   }
 
-  std::vector<Task<T>> tasks_;
+  Tasks tasks_;
   ForkJoin state_;
   [[no_unique_address]] Timer timer_;
 };
@@ -391,9 +415,11 @@ template <class... Ts>
 }
 
 // co_await safe_gather(std::vector<Task<T>>) -> std::vector<T> (void -> std::monostate)
-template <class T>
-[[nodiscard]] detail::VectorGather<false, false, T> safe_gather(std::vector<Task<T>> tasks) {
-  return detail::VectorGather<false, false, T>{std::move(tasks)};
+// co_await safe_gather(InlineVector<Task<T>, N>) -> InlineVector<T, N>: the same, with the
+// tasks and their results held in the caller's frame (no allocation; inline_vector.hpp).
+template <detail::task_sequence Tasks>
+[[nodiscard]] detail::SequenceGather<false, false, Tasks> safe_gather(Tasks tasks) {
+  return detail::SequenceGather<false, false, Tasks>{std::move(tasks)};
 }
 
 // co_await safe_gather(return_exceptions, a, b, ...) -> std::tuple<Outcome<A>, Outcome<B>, ...>
@@ -404,10 +430,11 @@ template <class... Ts>
 }
 
 // co_await safe_gather(return_exceptions, std::vector<Task<T>>) -> std::vector<Outcome<T>>
-template <class T>
-[[nodiscard]] detail::VectorGather<true, false, T> safe_gather(return_exceptions_t,
-                                                               std::vector<Task<T>> tasks) {
-  return detail::VectorGather<true, false, T>{std::move(tasks)};
+// (an InlineVector<Task<T>, N> gives an InlineVector<Outcome<T>, N>)
+template <detail::task_sequence Tasks>
+[[nodiscard]] detail::SequenceGather<true, false, Tasks> safe_gather(return_exceptions_t,
+                                                                     Tasks tasks) {
+  return detail::SequenceGather<true, false, Tasks>{std::move(tasks)};
 }
 
 // co_await safe_gather(GatherOptions{.timeout = d}, a, b, ...) -> std::tuple<A, B, ...>, or
@@ -421,11 +448,11 @@ template <class... Ts>
 }
 
 // co_await safe_gather(GatherOptions{.timeout = d}, std::vector<Task<T>>) -> std::vector<T>, or
-// TimeoutError.
-template <class T>
-[[nodiscard]] detail::VectorGather<false, true, T> safe_gather(GatherOptions options,
-                                                               std::vector<Task<T>> tasks) {
-  return detail::VectorGather<false, true, T>{options.timeout, std::move(tasks)};
+// TimeoutError (an InlineVector of tasks gives an InlineVector of results).
+template <detail::task_sequence Tasks>
+[[nodiscard]] detail::SequenceGather<false, true, Tasks> safe_gather(GatherOptions options,
+                                                                     Tasks tasks) {
+  return detail::SequenceGather<false, true, Tasks>{options.timeout, std::move(tasks)};
 }
 
 // co_await safe_gather(return_exceptions, GatherOptions{.timeout = d}, a, b, ...)
@@ -441,12 +468,13 @@ template <class... Ts>
 }
 
 // co_await safe_gather(return_exceptions, GatherOptions{.timeout = d}, std::vector<Task<T>>)
-//     -> std::vector<Outcome<T>>: the tasks the deadline cancelled hold TimeoutError.
-template <class T>
-[[nodiscard]] detail::VectorGather<true, true, T> safe_gather(return_exceptions_t,
-                                                              GatherOptions options,
-                                                              std::vector<Task<T>> tasks) {
-  return detail::VectorGather<true, true, T>{options.timeout, std::move(tasks)};
+//     -> std::vector<Outcome<T>>: the tasks the deadline cancelled hold TimeoutError (an
+// InlineVector of tasks gives an InlineVector of Outcomes).
+template <detail::task_sequence Tasks>
+[[nodiscard]] detail::SequenceGather<true, true, Tasks> safe_gather(return_exceptions_t,
+                                                                    GatherOptions options,
+                                                                    Tasks tasks) {
+  return detail::SequenceGather<true, true, Tasks>{options.timeout, std::move(tasks)};
 }
 
 // The tuple forms over any awaitables (gathers, task_groups, joins, ...): each one that is

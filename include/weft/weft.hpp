@@ -7,6 +7,7 @@
 #include "weft/errors.hpp"
 #include "weft/event.hpp"
 #include "weft/exception_group.hpp"
+#include "weft/inline_vector.hpp"
 #include "weft/outcome.hpp"
 #include "weft/runtime.hpp"
 #include "weft/safe_gather.hpp"

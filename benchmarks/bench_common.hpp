@@ -1,12 +1,16 @@
 // Shared helpers for weft's benchmarks: runtimes created once per worker count (never timed),
-// and the worker-count range every scaling benchmark sweeps.
+// the worker-count range every scaling benchmark sweeps, and the process's resident set.
 #pragma once
 
 #include <benchmark/benchmark.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,6 +67,29 @@ inline void set_ns_per(benchmark::State& state, const char* name, double loop_ns
                        double units_per_iteration) {
   const double units = units_per_iteration * static_cast<double>(state.iterations());
   if (units > 0) state.counters[name] = loop_ns / units;
+}
+
+// Resident set now, in bytes (/proc/self/statm), or 0.
+inline double rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages_total = 0, pages_resident = 0;
+  if (!(statm >> pages_total >> pages_resident)) return 0;
+  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+// Peak resident set in bytes (ru_maxrss is in KiB on Linux).
+inline double peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) * 1024.0;
+}
+
+// Resets the peak RSS to the current RSS (Linux >= 4.0); false when not allowed.
+inline bool reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.flush();
+  return static_cast<bool>(clear);
 }
 
 inline void cpu_relax() noexcept {

@@ -7,6 +7,14 @@
 //   latency/checkpoint children spinning on CPU work with a checkpoint() about every
 //                      microsecond; the group is cancelled from another thread: time from
 //                      cancel() to the group's caller catching Cancelled.
+//   memory/million_children  a group whose body spawns 1,000,000 short children, dropping each
+//                      handle, and suspends after each spawn (as an accept loop awaits its next
+//                      connection): peak_rss_growth_mib (the process's peak RSS during the group
+//                      minus the RSS before it; target under 64 MiB), bytes_per_child, wall_s.
+//                      The group holds memory only for children not yet finished.
+//   memory/million_children_spawned_at_once  the same body without the suspension: every
+//                      child is queued before most run, so their frames are all held at once
+//                      (the measurement's check: this one must grow).
 // Latencies are reported as counters in microseconds (median and max over the iterations).
 #include <benchmark/benchmark.h>
 
@@ -53,7 +61,7 @@ Task<long> fib_group(int n) {
   co_return a->result() + b->result();
 }
 
-constexpr int kFibN = 27;
+constexpr int kFibN = 30;
 
 void run_fib(benchmark::State& state, Task<long> (*fib)(int)) {
   weft::Runtime& rt = weft_bench::runtime_for(static_cast<unsigned>(state.range(0)));
@@ -61,7 +69,7 @@ void run_fib(benchmark::State& state, Task<long> (*fib)(int)) {
   weft_bench::Stopwatch watch;
   for (auto _ : state) {
     const long r = rt.block_on(fib(kFibN));
-    if (r != 196418) state.SkipWithError("wrong fib result");
+    if (r != 832040) state.SkipWithError("wrong fib result");
   }
   weft_bench::set_ns_per(state, "ns_per_task", watch.elapsed_ns(),
                          static_cast<double>(fib_calls(kFibN)));
@@ -172,6 +180,49 @@ void BM_CancellationLatencyCheckpoint(benchmark::State& state) {
   stats.report(state);
 }
 BENCHMARK(BM_CancellationLatencyCheckpoint)->Iterations(50)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+constexpr int kShortChildren = 1'000'000;
+
+// A short child: a little work, one suspension (so children overlap), a result nobody reads.
+Task<long> short_child(long i) {
+  co_await weft::this_task::yield();
+  co_return i * 3;
+}
+
+// `accept_loop`: the body suspends after each spawn; otherwise it spawns all of them at once.
+void BM_GroupOfAMillionShortChildren(benchmark::State& state, bool accept_loop) {
+  weft::Runtime& rt = weft_bench::runtime_for(static_cast<unsigned>(state.range(0)));
+  for (auto _ : state) {
+    const bool peak_reset = weft_bench::reset_peak_rss();
+    const double rss_before = weft_bench::rss_bytes();
+    const auto start = steady_clock::now();
+    rt.block_on(weft::task_group([accept_loop](weft::TaskGroup& tg) -> Task<void> {
+      for (long i = 0; i < kShortChildren; ++i) {
+        tg.spawn(short_child(i));  // the handle is dropped at once
+        // The accept loop waits for its next connection.
+        if (accept_loop) co_await weft::this_task::yield();
+      }
+    }));
+    const double wall = duration<double>(steady_clock::now() - start).count();
+    const double growth = weft_bench::peak_rss_bytes() - rss_before;
+    state.counters["peak_rss_growth_mib"] = growth / (1024.0 * 1024.0);
+    state.counters["bytes_per_child"] = growth / kShortChildren;
+    state.counters["wall_s"] = wall;
+    state.counters["peak_reset"] = peak_reset ? 1 : 0;
+  }
+}
+BENCHMARK_CAPTURE(BM_GroupOfAMillionShortChildren, accept_loop, true)
+    ->Name("memory/million_children")
+    ->Apply([](auto* b) { weft_bench::sweep_workers(b); })
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GroupOfAMillionShortChildren, all_at_once, false)
+    ->Name("memory/million_children_spawned_at_once")
+    ->Apply([](auto* b) { weft_bench::sweep_workers(b); })
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -117,36 +117,13 @@ BENCHMARK(BM_ThreadSleepLateness)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-// Resident set now, in bytes (/proc/self/statm), or 0.
-double rss_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  long pages_total = 0, pages_resident = 0;
-  if (!(statm >> pages_total >> pages_resident)) return 0;
-  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
-}
-
-// Peak resident set in bytes (ru_maxrss is in KiB on Linux).
-double peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) * 1024.0;
-}
-
-// Resets the peak RSS to the current RSS (Linux >= 4.0); false when not allowed.
-bool reset_peak_rss() {
-  std::ofstream clear("/proc/self/clear_refs");
-  clear << "5";
-  clear.flush();
-  return static_cast<bool>(clear);
-}
-
 constexpr int kMillion = 1'000'000;
 
 void BM_MillionSleepers(benchmark::State& state) {
   weft::Runtime& rt = weft_bench::runtime_for(2);
   for (auto _ : state) {
-    const bool peak_reset = reset_peak_rss();
-    const double rss_before = rss_bytes();
+    const bool peak_reset = weft_bench::reset_peak_rss();
+    const double rss_before = weft_bench::rss_bytes();
     const auto start = steady_clock::now();
     weft::Future<void> done = rt.submit([]() -> Task<void> {
       std::vector<Task<void>> tasks;
@@ -169,7 +146,7 @@ void BM_MillionSleepers(benchmark::State& state) {
     }
     done.get();
     const double wall = duration<double>(steady_clock::now() - start).count();
-    const double peak = peak_rss_bytes();
+    const double peak = weft_bench::peak_rss_bytes();
     state.counters["peak_armed"] = static_cast<double>(peak_armed);
     state.counters["wall_s"] = wall;
     state.counters["all_armed_s"] = all_armed_s;

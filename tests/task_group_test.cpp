@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -26,6 +27,8 @@
 #include <vector>
 
 #include "test_support.hpp"
+
+#include <weft/detail/frame_allocator.hpp>
 
 namespace {
 
@@ -1509,6 +1512,44 @@ TEST(TaskGroup, AwaitedOutsideARuntimeThrowsUsageError) {
   group_outside_a_runtime(usage_error, body_ran);
   EXPECT_TRUE(usage_error);
   EXPECT_FALSE(body_ran.load()) << "the body ran although the group was refused";
+}
+
+// A long-lived group (a server's accept loop) whose children finish and whose handles are
+// dropped holds no memory for them: each child's frame goes back to the frame cache when the
+// child ends, so the group's run allocates no new frame once the cache is warm.
+TEST(TaskGroup, AGroupHoldsNoMemoryForChildrenThatFinishedWithTheirHandlesDropped) {
+  Runtime rt({.workers = 1});
+  constexpr int kChildren = 100'000;
+  struct Counts {
+    long spawned = 0;
+    std::uint64_t frames_from_heap = 0;
+  };
+  auto accept_loop = [](int children) -> Task<Counts> {
+    Counts counts;
+    auto child = [](long i) -> Task<long> {
+      co_await this_task::yield();
+      co_return i;
+    };
+    // Warm the frame cache first.
+    co_await task_group([&](TaskGroup& tg) -> Task<void> {
+      for (int i = 0; i < 100; ++i) tg.spawn(child(i));
+      co_return;
+    });
+    const std::uint64_t before = weft::detail::frame_heap_allocations();
+    co_await task_group([&](TaskGroup& tg) -> Task<void> {
+      for (int i = 0; i < children; ++i) {
+        tg.spawn(child(i));
+        ++counts.spawned;
+        co_await this_task::yield();
+      }
+    });
+    counts.frames_from_heap = weft::detail::frame_heap_allocations() - before;
+    co_return counts;
+  };
+  const Counts c = rt.block_on(accept_loop(kChildren));
+  EXPECT_EQ(c.spawned, kChildren);
+  // A few frames at most (the yields interleave a handful of children), never one per child.
+  EXPECT_LT(c.frames_from_heap, 64u);
 }
 
 }  // namespace

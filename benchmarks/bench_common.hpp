@@ -10,11 +10,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <weft/detail/frame_allocator.hpp>
 #include <weft/weft.hpp>
@@ -39,11 +43,28 @@ inline weft::Runtime& runtime_for(unsigned workers) {
 
 inline unsigned max_workers() { return std::max(1u, std::thread::hardware_concurrency()); }
 
-// Adds Arg(w) for w = 1..hardware_concurrency, named "workers".
+// The worker counts to sweep: WEFT_BENCH_WORKERS ("1,2,4"; tools/scale --workers sets it), or
+// else 1..hardware_concurrency.
+inline std::vector<unsigned> worker_counts() {
+  std::vector<unsigned> counts;
+  if (const char* list = std::getenv("WEFT_BENCH_WORKERS")) {
+    std::stringstream in(list);
+    std::string item;
+    while (std::getline(in, item, ','))
+      if (const unsigned long w = std::strtoul(item.c_str(), nullptr, 10); w > 0)
+        counts.push_back(static_cast<unsigned>(w));
+  }
+  if (counts.empty())
+    for (unsigned w = 1; w <= max_workers(); ++w) counts.push_back(w);
+  return counts;
+}
+
+// Adds Arg(w) for each worker count of worker_counts() from `min` on, named "workers".
 inline benchmark::internal::Benchmark* sweep_workers(benchmark::internal::Benchmark* b,
                                                      unsigned min = 1) {
   b->ArgName("workers");
-  for (unsigned w = min; w <= max_workers(); ++w) b->Arg(w);
+  for (unsigned w : worker_counts())
+    if (w >= min) b->Arg(w);
   return b;
 }
 

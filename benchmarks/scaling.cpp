@@ -5,13 +5,14 @@
 //   <workload>/weft/workers:W       safe_gather, on a Runtime with W workers
 //   <workload>/tbb/workers:W        tbb::task_group run+wait in a task_arena(max_concurrency=W)
 //                                   (only when built with WEFT_WITH_TBB)
+//   fib/weft_group/workers:W        fib through TaskGroup (a group, two spawns, two handle reads)
+//   nqueens/weft_vector/workers:W   nqueens with its children in a std::vector
 //
 // Workloads (one task per recursive call in both parallel versions; "tasks" counts calls):
 //   fib      fib(30): 2,692,537 tasks, two children per call
 //   skynet   1,000,000 leaves, 10 children per node: 1,111,111 tasks
 //   nqueens  all solutions of 12 queens in runtime-benchmarks' shape (board copied into each
 //            child, one child per legal column; children in an InlineVector)
-//   nqueens_vector  the same through std::vector (weft only)
 //   matmul   512x512 doubles, C += A*B by recursive quadrant split down to 64x64 blocks
 //            (two phases of four products per level): 585 tasks
 //
@@ -32,6 +33,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -98,6 +100,22 @@ struct Fib {
   static bool check(long r) { return r == 832040; }
 };
 
+// fib through TaskGroup as asyncio users write it (a group, two spawns, two handle reads per
+// call): weft's structured path beside its fast path.
+struct FibTaskGroup : Fib {
+  static Task<long> weft_rec(int k) {
+    if (k < 2) co_return k;
+    std::optional<weft::JoinHandle<long>> a, b;
+    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
+      a.emplace(tg.spawn(weft_rec(k - 1)));
+      b.emplace(tg.spawn(weft_rec(k - 2)));
+      co_return;
+    });
+    co_return a->result() + b->result();
+  }
+  static Task<long> weft() { return weft_rec(opaque(n)); }
+};
+
 // ---------------------------------------------------------------------------------------------
 // skynet: 10-ary tree of 1M leaves; leaf i returns i; the answer is the sum 0..999,999.
 // ---------------------------------------------------------------------------------------------
@@ -158,8 +176,8 @@ Task<long> Skynet::weft_rec(long num, long size) {
 // column index per row) is copied into each child, one child per legal column, and every
 // placement is checked against every earlier row. The number of children is known only at run
 // time: weft holds them and their results in the caller's frame (InlineVector), oneTBB in a
-// task_group writing into an array of parts. nqueens_vector is weft through std::vector (two
-// heap allocations per node), for comparison.
+// task_group writing into an array of parts. nqueens/weft_vector is weft through std::vector
+// (two heap allocations per node), for comparison.
 // ---------------------------------------------------------------------------------------------
 struct NQueens {
   static constexpr const char* name = "nqueens";
@@ -237,7 +255,6 @@ struct NQueens {
 // The same recursion through std::vector (a heap allocation for the tasks and one for the
 // results at every node): what a dynamic fan-out cost before InlineVector.
 struct NQueensVector : NQueens {
-  static constexpr const char* name = "nqueens_vector";
   static Task<long> weft_rec(int row, Board b) {
     if (row == n) co_return 1;
     std::vector<Task<long>> children;
@@ -487,10 +504,11 @@ void let_tbb_settle(const benchmark::State&) {
 }
 #endif
 
+// Another way to write workload W with weft, registered as <workload>/<label>/workers:W.
 template <class W>
-void register_weft_only() {
+void register_weft_variant(const char* label) {
   weft_bench::sweep_workers(
-      benchmark::RegisterBenchmark((std::string(W::name) + "/weft").c_str(), bm_weft<W>)
+      benchmark::RegisterBenchmark((std::string(W::name) + "/" + label).c_str(), bm_weft<W>)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond));
 }
@@ -520,9 +538,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_workload<Fib>();
+  register_weft_variant<FibTaskGroup>("weft_group");
   register_workload<Skynet>();
   register_workload<NQueens>();
-  register_weft_only<NQueensVector>();
+  register_weft_variant<NQueensVector>("weft_vector");
   register_workload<MatMul>();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

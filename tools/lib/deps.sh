@@ -6,7 +6,7 @@ set -euo pipefail
 WEFT_PACKAGES=(
   build-essential g++-12 cmake ninja-build pkg-config
   libtbb-dev libbenchmark-dev libgtest-dev libgmock-dev libabsl-dev
-  clang-19 libclang-rt-19-dev bazel-bootstrap bazel-rules-java
+  clang-19 libclang-rt-19-dev bazel-bootstrap bazel-rules-java python3
 )
 
 weft_missing_packages() {

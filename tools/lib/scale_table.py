@@ -11,8 +11,9 @@ of the runs. Exits 1 if any benchmark reported an error (a wrong result), 0 othe
 Columns, per workload and worker count W:
   weft/tbb/serial ms   real time of one run (serial does not depend on W)
   ns/task              that time divided by the number of tasks
-  ovh/task             (time - serial time) / tasks: what each task costs beyond the plain call,
-                       in wall-clock time, so at W > 1 it shrinks with the speedup
+  ovh/task             (W * time - serial time) / tasks: what each task costs beyond the plain
+                       call in CPU time, summed over the W workers (the same definition as
+                       tools/lib/scale_report.py)
   ovh weft/tbb         ratio of the two overheads (below 1: weft is cheaper); "-" unless both
                        are positive (coarse tasks at W > 1 run faster than serial code)
   speedup              time with 1 worker / time with W workers
@@ -27,7 +28,10 @@ import sys
 from collections import defaultdict
 
 TIME_SCALE_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
-NAME_RE = re.compile(r"^(?P<workload>[^/]+)/(?P<impl>serial|weft|tbb)(?:/workers:(?P<workers>\d+))?$")
+# <workload>/<runtime>[/workers:W]; runtimes: serial, weft, tbb, and weft_<variant> (another way of
+# writing the workload with weft, e.g. fib/weft_group: fib through TaskGroup).
+NAME_RE = re.compile(
+    r"^(?P<workload>[^/]+)/(?P<impl>serial|weft|tbb|weft_\w+)(?:/workers:(?P<workers>\d+))?$")
 
 
 def load(path):
@@ -54,14 +58,22 @@ def load(path):
         workers = int(m["workers"]) if m["workers"] else 0
         ms = r["real_time"] * TIME_SCALE_MS[r.get("time_unit", "ns")]
         samples[(m["workload"], m["impl"], workers)].append((ms, r))
-    # Coefficient of variation of the real time over the repetitions, where reported.
-    cvs = {}
+    # The spread of the real time over the repetitions: the cv and stddev aggregates where
+    # reported, the extremes and count of the individual runs.
+    cvs, stddevs, singles = {}, {}, defaultdict(list)
     for r in runs:
+        name = re.sub(r"/(real_time|manual_time)$", "", r.get("run_name", r["name"]))
+        m = NAME_RE.match(name)
+        if not m or r.get("error_occurred"):
+            continue
+        key = (m["workload"], m["impl"], int(m["workers"]) if m["workers"] else 0)
+        scale = TIME_SCALE_MS[r.get("time_unit", "ns")]
         if r.get("run_type") == "aggregate" and r.get("aggregate_name") == "cv":
-            name = re.sub(r"/(real_time|manual_time)$", "", r.get("run_name", r["name"]))
-            m = NAME_RE.match(name)
-            if m:
-                cvs[(m["workload"], m["impl"], int(m["workers"]) if m["workers"] else 0)] = r["real_time"]
+            cvs[key] = r["real_time"]
+        elif r.get("run_type") == "aggregate" and r.get("aggregate_name") == "stddev":
+            stddevs[key] = r["real_time"] * scale
+        elif r.get("run_type") != "aggregate":
+            singles[key].append(r["real_time"] * scale)
     results = {}
     for key, vals in samples.items():
         ms = sum(v[0] for v in vals) / len(vals)
@@ -72,6 +84,12 @@ def load(path):
                 counters[k] = sum(xs) / len(xs)
         if key in cvs:
             counters["cv"] = cvs[key]
+        if key in stddevs:
+            counters["stddev_ms"] = stddevs[key]
+        if singles.get(key):
+            counters["min_ms"] = min(singles[key])
+            counters["max_ms"] = max(singles[key])
+            counters["repetitions"] = len(singles[key])
         results[key] = (ms, counters)
     return data.get("context", {}), results, errors
 
@@ -124,7 +142,7 @@ def main(argv):
             def overhead(ms):
                 if ms is None or serial_ms is None or not tasks:
                     return None
-                return (ms - serial_ms) * 1e6 / tasks
+                return (max(n, 1) * ms - serial_ms) * 1e6 / tasks
 
             def speedup(impl, ms):
                 one = results.get((wl, impl, 1))

@@ -180,7 +180,9 @@ class GatherTimer {
   // The fork's before_start(): the scope has its parent, no child has started.
   void start(CancelState& scope) {
     const TimePoint when = Deadline::after(timeout_).time();
-    if (when >= scope.deadline()) return;  // the deadline in force comes first (or none)
+    // The deadline in force comes first (or none), and no TimeoutScope above may move it.
+    if (!scope.deadline_may_move() && when >= scope.deadline()) return;
+    if (when == TimePoint::max()) return;
     scope.restrict_deadline(when);
     timer_.arm(current_timer_service("safe_gather"), scope, when);
   }

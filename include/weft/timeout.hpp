@@ -68,8 +68,10 @@ Task<T> timeout_impl(TimeoutRequest request, Task<T> task) {
   const TimePoint when = request.resolve();
   if (when <= TimerClock::now()) throw TimeoutError();  // the task never starts
   CancelState* outer = self != nullptr ? self->cancel : nullptr;
-  if (when == TimePoint::max() || (outer != nullptr && outer->deadline() <= when)) {
-    // The deadline in force comes first (or there is none): its own timer covers this one.
+  if (when == TimePoint::max() ||
+      (outer != nullptr && !outer->deadline_may_move() && outer->deadline() <= when)) {
+    // The deadline in force comes first (or there is none): its own timer covers this one
+    // (unless a TimeoutScope above may still move it later).
     co_return co_await std::move(task);
   }
   CancelState scope(outer, when);

@@ -18,6 +18,7 @@
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"
 #include "weft/timeout.hpp"
+#include "weft/timeout_scope.hpp"
 #include "weft/to_thread.hpp"
 #include "weft/wait.hpp"
 #include "weft/wait_any.hpp"

@@ -137,8 +137,17 @@ class CancelState {
                              ? parent->validated_epoch_.load(std::memory_order_relaxed)
                              : g_cancel_epoch.load(std::memory_order_acquire)),
         parent_(parent),
-        deadline_(parent != nullptr && parent->deadline_ < deadline ? parent->deadline_
-                                                                    : deadline) {}
+        deadline_(inherited_deadline(parent, deadline)),
+        deadline_may_move_(parent != nullptr && parent->deadline_may_move_) {}
+  // A scope whose deadline may be moved later by set_movable_deadline() (a TimeoutScope's),
+  // from any thread. Scopes below it then keep only their own deadline and deadline() walks
+  // up to the first scope whose deadline cannot move.
+  struct MovableDeadline {};
+  CancelState(CancelState* parent, TimePoint deadline, MovableDeadline) noexcept
+      : CancelState(parent, deadline) {
+    deadline_.store(deadline, std::memory_order_relaxed);
+    deadline_may_move_ = true;
+  }
   // A scope whose parent is given later by adopt_parent(), before any other use (a fork's
   // scope, made with its awaiter on the hot path before the parent is known).
   struct ParentLater {};
@@ -149,18 +158,27 @@ class CancelState {
     if (parent != nullptr) {
       validated_epoch_.store(parent->validated_epoch_.load(std::memory_order_relaxed),
                              std::memory_order_relaxed);
-      deadline_ = parent->deadline_;
+      deadline_.store(inherited_deadline(parent, TimePoint::max()), std::memory_order_relaxed);
+      deadline_may_move_ = parent->deadline_may_move_;
     } else {
       validated_epoch_.store(g_cancel_epoch.load(std::memory_order_acquire),
                              std::memory_order_relaxed);
-      deadline_ = TimePoint::max();
+      deadline_.store(TimePoint::max(), std::memory_order_relaxed);
+      deadline_may_move_ = false;
     }
   }
   // Lowers the deadline of a scope nobody has used yet (a timed gather's, between
   // adopt_parent() and its children's start): children inherit the earliest deadline.
   void restrict_deadline(TimePoint deadline) noexcept {
-    if (deadline < deadline_) deadline_ = deadline;
+    if (deadline < deadline_.load(std::memory_order_relaxed))
+      deadline_.store(deadline, std::memory_order_relaxed);
   }
+  // A MovableDeadline scope's new deadline (TimeoutScope::reschedule()); any thread.
+  void set_movable_deadline(TimePoint deadline) noexcept {
+    deadline_.store(deadline, std::memory_order_relaxed);
+  }
+  // A MovableDeadline scope's own deadline.
+  TimePoint movable_deadline() const noexcept { return deadline_.load(std::memory_order_relaxed); }
 
   ~CancelState() {
     // Acquire pairs with the CAS that installed it (slow()).
@@ -207,7 +225,24 @@ class CancelState {
   }
 
   CancelState* parent() const noexcept { return parent_; }
-  TimePoint deadline() const noexcept { return deadline_; }
+  // The earliest deadline in force here. One load, unless a TimeoutScope above may move its
+  // deadline: then a walk up to the first scope whose deadline cannot move.
+  TimePoint deadline() const noexcept {
+    // Relaxed: a deadline is a setting, not a publication; a reader racing a reschedule
+    // sees the old or the new one, and the timer, not this value, does the cancelling.
+    TimePoint d = deadline_.load(std::memory_order_relaxed);
+    if (!deadline_may_move_) [[likely]]
+      return d;
+    for (const CancelState* s = parent_; s != nullptr; s = s->parent_) {
+      const TimePoint up = s->deadline_.load(std::memory_order_relaxed);
+      if (up < d) d = up;
+      if (!s->deadline_may_move_) break;  // its deadline includes everything above it
+    }
+    return d;
+  }
+  // True when a deadline in force here may still move (a TimeoutScope above): a timer of
+  // an enclosing deadline cannot stand in for a nested one's.
+  bool deadline_may_move() const noexcept { return deadline_may_move_; }
 
   // A reference-counted state that is cancelled when this scope is (this_task::token()): one
   // per scope, made on first use, released when the scope ends. Returns a new reference.
@@ -278,8 +313,20 @@ class CancelState {
   std::atomic<std::uint8_t> link_state_{kUnlinked};
   mutable std::atomic<std::uint64_t> validated_epoch_;
   CancelState* parent_;  // fixed once the scope is in use
-  TimePoint deadline_;   // likewise
+  // The earliest deadline in force here when nothing above may move (fixed once the scope is
+  // in use); below a TimeoutScope only this scope's own deadline, and for the TimeoutScope's
+  // own scope the deadline that reschedule() moves (relaxed: see deadline()).
+  std::atomic<TimePoint> deadline_;
+  bool deadline_may_move_ = false;  // fixed once the scope is in use
   std::atomic<Slow*> slow_{nullptr};
+
+  // What a new scope below `parent` records: the earlier of `own` and the parent's deadline,
+  // unless the parent's may move (then only `own`; deadline() walks up).
+  static TimePoint inherited_deadline(const CancelState* parent, TimePoint own) noexcept {
+    if (parent == nullptr || parent->deadline_may_move_) return own;
+    const TimePoint up = parent->deadline_.load(std::memory_order_relaxed);
+    return up < own ? up : own;
+  }
 };
 
 }  // namespace weft::detail

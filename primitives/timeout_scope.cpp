@@ -8,8 +8,10 @@
 //   fired, the deadline has expired and it refuses; otherwise it stores the new deadline and
 //   arms the alarm again. end() takes the same mutex, marks the scope ended and disarms.
 // Invariants:
-//   - `fired_` is set only by the alarm's firing, and only when that cancel() call cancelled
-//     the scope; after end() (or after a disarm() under the mutex) it is final.
+//   - `fired_` is set only by the alarm's firing, before it cancels the scope (so a body woken
+//     by that cancellation reads expired()); after end() (or a disarm() under the mutex) it is
+//     final. The body's Cancelled is a timeout only when `fired_` is set and the caller is not
+//     cancelled: an outer cancellation stays Cancelled whichever came first.
 //   - The alarm is armed only while `ended_` is false: end() is the last disarm, so the timer
 //     service holds no reference to the alarm once end() returns (before the scope dies).
 #include "weft/timeout_scope.hpp"
@@ -26,8 +28,10 @@ TimeoutScope::TimeoutScope(detail::CancelState* outer, detail::TimerService& tim
 
 void TimeoutScope::on_fire(detail::TimerNode* node) noexcept {
   TimeoutScope* self = static_cast<Alarm*>(node)->owner;
-  // Release: pairs with expired()'s acquire load.
-  if (self->scope_.cancel()) self->fired_.store(true, std::memory_order_release);
+  // Before the cancel: a body woken by it already reads expired(). Release pairs with
+  // expired()'s acquire load (and the wake-up orders it for the woken body anyway).
+  self->fired_.store(true, std::memory_order_release);
+  self->scope_.cancel();
 }
 
 void TimeoutScope::reschedule(Deadline when) {

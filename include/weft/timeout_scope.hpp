@@ -53,8 +53,9 @@ class TimeoutScope {
   //   ts.reschedule(ts.when() + std::chrono::seconds(5));   // five seconds more
   void reschedule(Deadline when);
 
-  // True once this scope's deadline has fired and cancelled the body (not when the body was
-  // cancelled by anything else).
+  // True once this scope's deadline has passed and the scope has started cancelling the body
+  // (also when something else had cancelled it first; a body cancelled only by something else
+  // reads false).
   bool expired() const noexcept {
     // Acquire pairs with the release store in on_fire().
     return fired_.load(std::memory_order_acquire);
@@ -85,7 +86,7 @@ class TimeoutScope {
   Alarm alarm_;
   std::mutex mutex_;    // serialises reschedule() with itself and with end()
   bool ended_ = false;  // guarded by mutex_
-  // Set (release) by the timer thread when this deadline cancelled the scope.
+  // Set (release) by the timer thread when the deadline passes, before it cancels the scope.
   std::atomic<bool> fired_{false};
 };
 

@@ -126,7 +126,12 @@ void BlockingPool::run_thread(ThreadList::iterator self) {
     lock.unlock();
     // An abandoned call is skipped: its awaiter saw Cancelled before the call started.
     if (!job->abandoned()) {
+      // The call sees its own copies of its task's ContextVar bindings (detail/context.hpp).
+      bool owns_context = job->context != nullptr;  // the copies are the job's own
+      ContextSlot slot{&job->context, &owns_context};
+      tl_context_override = &slot;
       job->invoke(*job);
+      tl_context_override = nullptr;
       job->complete();
     }
     job->release();

@@ -116,8 +116,8 @@ void Scheduler::run_worker(Worker& w) {
   while (void* item = find_work(w)) {
     bump(w.counters.tasks_run);
     std::coroutine_handle<>::from_address(item).resume();
-    // No task runs on this thread until the next resume: its scope may be gone.
-    tl_current_scope = nullptr;
+    // No task runs on this thread until the next resume: it may be gone.
+    tl_current_task = nullptr;
     // Control is back in the loop: no fork on this worker is running inline any more.
     settle_open_runs(w);
   }

@@ -118,10 +118,12 @@ struct ForkJoin {
     before_start();
     if (fail_fast) join.cancel_on_failure = &scope;
     join.start(caller, *w, n);
+    ContextNode* const context = awaiting != nullptr ? awaiting->context : nullptr;
     for (std::uint32_t i = 0; i < n; ++i) {
       PromiseBase* p = child(i).promise;
       p->join = &join;
       p->cancel = &scope;
+      p->context = context;
     }
     for (std::uint32_t i = n - 1; i > 0; --i) w->deque.push(child(i).frame);
     if (n > 1) {

@@ -24,6 +24,7 @@
 #include <variant>
 
 #include "weft/detail/cancel_state.hpp"
+#include "weft/detail/context.hpp"
 #include "weft/detail/frame_allocator.hpp"
 #include "weft/detail/join_state.hpp"
 #include "weft/errors.hpp"
@@ -48,9 +49,10 @@ void set_swallowed_cancellation_handler(SwallowedCancellationHandler handler) no
 
 namespace detail {
 
-// The scope of the task running on this thread, for the plain (non-awaiting) queries of
-// this_task. Set when a task starts and each time a weft awaiter resumes a task.
-inline thread_local CancelState* tl_current_scope = nullptr;
+// The task running on this thread, for the plain (non-awaiting) queries of this_task (its
+// scope) and for ContextVar (its bindings). Set when a task starts and each time a weft
+// awaiter resumes a task; null between tasks.
+inline thread_local PromiseBase* tl_current_task = nullptr;
 
 // Throws Cancelled. Inlined into every suspension point on purpose: the unwinder pays about
 // 200 ns per frame it walks, a fifth of a whole delivery, and a mass cancellation delivers
@@ -87,7 +89,7 @@ struct PromiseBase {
     void await_suspend(std::coroutine_handle<>) const noexcept {}
     void await_resume() const {
       CancelState* scope = self->cancel;
-      tl_current_scope = scope;
+      tl_current_task = self;
       // A shield starts whatever its starter's scope says: it brings a scope of its own.
       if (scope != nullptr && scope->is_cancelled() && !self->shielded) [[unlikely]]
         throw_cancelled();
@@ -132,6 +134,8 @@ struct PromiseBase {
   PromiseBase() noexcept {}
   ~PromiseBase() {
     if (is_group_child) group_child.~GroupChildPart();
+    if (owns_context) [[unlikely]]
+      release_owned_context(context);
   }
   PromiseBase(const PromiseBase&) = delete;
   PromiseBase& operator=(const PromiseBase&) = delete;
@@ -147,6 +151,9 @@ struct PromiseBase {
   // timeout() and with_cancellation() put around a shield).
   bool shielded = false;
   bool is_group_child = false;           // `group_child` is constructed
+  bool owns_context = false;             // `context` starts with nodes of this task's own
+  // Its ContextVar bindings (detail/context.hpp): its starter's when it started, then its own.
+  ContextNode* context = nullptr;
   // TaskGroup children only: the hand-off between the group's run of the task and its
   // JoinHandle (detail/group_state.hpp has the protocol; these are its bits).
   enum : std::uint8_t {
@@ -190,7 +197,7 @@ PromiseBase* weft_promise_of(std::coroutine_handle<P> h) noexcept {
 
 // Back in the awaiting task after a weft suspension: its scope is this thread's again.
 inline void resume_in(PromiseBase* awaiting) noexcept {
-  if (awaiting != nullptr) tl_current_scope = awaiting->cancel;
+  tl_current_task = awaiting;
 }
 
 // Throws Cancelled into the awaiting task when its scope is cancelled: the level-triggered
@@ -304,15 +311,16 @@ class [[nodiscard]] Task {
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
       promise_type& child = handle_.promise();
       awaiting_ = detail::weft_promise_of(awaiting);
-      if (awaiting_ != nullptr && !child.scope_fixed) child.cancel = awaiting_->cancel;
+      if (awaiting_ != nullptr) {
+        if (!child.scope_fixed) child.cancel = awaiting_->cancel;
+        child.context = awaiting_->context;
+      }
       child.continuation = awaiting;
       return handle_;
     }
     T await_resume() {
       promise_type& child = handle_.promise();
-      // A child in its own scope (shield, with_cancellation) leaves that scope behind on this
-      // thread; otherwise the thread's scope is already ours.
-      if (child.scope_fixed) detail::resume_in(awaiting_);
+      detail::resume_in(awaiting_);  // this thread ran the child: it is our task again
       return child.take(awaiting_);
     }
 

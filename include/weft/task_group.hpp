@@ -173,6 +173,7 @@ class [[nodiscard]] GroupAwaiter {
     }
     PromiseBase& body = run_.handle().promise();
     body.cancel = &g.scope;
+    if (awaiting_ != nullptr) body.context = awaiting_->context;
     body.scope_fixed = true;
     body.joiner = &body_joiner_;
     return run_.handle();

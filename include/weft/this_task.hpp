@@ -93,8 +93,8 @@ inline detail::DeadlineAwaiter deadline() noexcept { return {}; }
 // A plain, non-throwing poll for CPU-bound code: true once the task running on this thread
 // is cancelled. False outside weft tasks.
 inline bool cancelled() noexcept {
-  const detail::CancelState* scope = detail::tl_current_scope;
-  return scope != nullptr && scope->is_cancelled();
+  const detail::PromiseBase* task = detail::tl_current_task;
+  return task != nullptr && task->cancel != nullptr && task->cancel->is_cancelled();
 }
 
 }  // namespace this_task

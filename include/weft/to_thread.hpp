@@ -96,6 +96,8 @@ class ToThreadAwaiter {
     if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
       return false;
     job_ = new BlockingCall<F>(std::move(fn_));
+    if (promise_ != nullptr && promise_->context != nullptr)
+      job_->context = clone_visible_context(promise_->context);
     // Step 2; false: cancelled meanwhile (the Waiter is Cancelled), nothing submitted.
     if (!job_->waiter.begin(h, &blocking_job_has_no_queue, job_)) return false;
     // Step 3.

@@ -3,6 +3,7 @@
 
 #include "weft/as_completed.hpp"
 #include "weft/cancellation.hpp"
+#include "weft/context_var.hpp"
 #include "weft/deadline.hpp"
 #include "weft/errors.hpp"
 #include "weft/event.hpp"

@@ -23,6 +23,7 @@
 
 #include <atomic>
 
+#include "weft/detail/context.hpp"
 #include "weft/detail/waiter.hpp"
 
 namespace weft::detail {
@@ -36,9 +37,17 @@ struct BlockingJob {
   // Deletes the concrete job.
   void (*destroy)(BlockingJob& self) noexcept = nullptr;
   BlockingJob* next = nullptr;  // the pool's FIFO, guarded by the pool's lock
+  // Copies of the awaiting task's ContextVar bindings, owned by the job: the call may still
+  // run after its task has gone on (and ended). Touched by one thread at a time: the awaiter
+  // before submitting, the pool thread while the call runs, the last owner in destroy().
+  ContextNode* context = nullptr;
   // The awaiter's reference, plus the pool's once submitted. acq_rel decrement: the last
   // owner sees the other's writes (the result, the exception) before destroying them.
   std::atomic<int> refs{1};
+
+  ~BlockingJob() {
+    if (context != nullptr) release_owned_context(context);
+  }
 
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(*this);

@@ -151,6 +151,8 @@ struct GroupState : Joiner, InlineRun {
     p.joiner = this;
     p.cancel = &p.group_child.scope;
     p.scope_fixed = true;
+    // The spawning task's bindings (none when spawned from outside a task).
+    p.context = tl_current_task != nullptr ? tl_current_task->context : nullptr;
     if (inline_spawn) {
       ++local_spawned;
       ++in_deque;

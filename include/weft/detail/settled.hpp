@@ -23,13 +23,16 @@ class SettledAwaiter {
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
     auto& child = task_.handle().promise();
     awaiting_ = weft_promise_of(awaiting);
-    if (awaiting_ != nullptr && !child.scope_fixed) child.cancel = awaiting_->cancel;
+    if (awaiting_ != nullptr) {
+      if (!child.scope_fixed) child.cancel = awaiting_->cancel;
+      child.context = awaiting_->context;
+    }
     child.continuation = awaiting;
     return task_.handle();
   }
   Outcome<T> await_resume() {
     auto& child = task_.handle().promise();
-    if (child.scope_fixed) resume_in(awaiting_);
+    resume_in(awaiting_);  // this thread ran the child: it is our task again
     if (child.exception) return Outcome<T>::from_exception(child.exception);
     return Outcome<T>::from_value(child.take_stored());
   }

@@ -23,6 +23,77 @@ WorkerStats RuntimeStats::total() const {
 }
 
 namespace {
+
+// The WorkerStats fields, in the order both formats print them.
+constexpr const char* kWorkerFields[] = {"tasks_run", "tasks_spawned", "steals", "steal_attempts",
+                                         "parks"};
+std::uint64_t worker_field(const WorkerStats& w, int i) {
+  const std::uint64_t values[] = {w.tasks_run, w.tasks_spawned, w.steals, w.steal_attempts,
+                                  w.parks};
+  return values[i];
+}
+constexpr int kWorkerFieldCount = sizeof(kWorkerFields) / sizeof(kWorkerFields[0]);
+
+void append_worker_json(std::string& out, const WorkerStats& w) {
+  out += '{';
+  for (int i = 0; i < kWorkerFieldCount; ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    out += kWorkerFields[i];
+    out += "\":";
+    out += std::to_string(worker_field(w, i));
+  }
+  out += '}';
+}
+
+void append_worker_row(std::string& out, const char* label, const WorkerStats& w) {
+  char cell[32];
+  std::snprintf(cell, sizeof cell, "%6s", label);
+  out += cell;
+  for (int i = 0; i < kWorkerFieldCount; ++i) {
+    const int width = static_cast<int>(std::string(kWorkerFields[i]).size());
+    std::snprintf(cell, sizeof cell, "  %*llu", width > 10 ? width : 10,
+                  static_cast<unsigned long long>(worker_field(w, i)));
+    out += cell;
+  }
+  out += '\n';
+}
+
+}  // namespace
+
+std::string RuntimeStats::to_string() const {
+  std::string out = "worker";
+  char cell[48];
+  for (const char* name : kWorkerFields) {
+    const int width = static_cast<int>(std::string(name).size());
+    std::snprintf(cell, sizeof cell, "  %*s", width > 10 ? width : 10, name);
+    out += cell;
+  }
+  out += '\n';
+  for (std::size_t i = 0; i < workers.size(); ++i)
+    append_worker_row(out, std::to_string(i).c_str(), workers[i]);
+  append_worker_row(out, "total", total());
+  out += "frame_heap_allocations " + std::to_string(frame_heap_allocations) + '\n';
+  out += "blocking_threads " + std::to_string(blocking_threads) + '\n';
+  out += "timers_armed " + std::to_string(timers_armed) + '\n';
+  return out;
+}
+
+std::string RuntimeStats::to_json() const {
+  std::string out = "{\"workers\":[";
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    if (i > 0) out += ',';
+    append_worker_json(out, workers[i]);
+  }
+  out += "],\"total\":";
+  append_worker_json(out, total());
+  out += ",\"frame_heap_allocations\":" + std::to_string(frame_heap_allocations);
+  out += ",\"blocking_threads\":" + std::to_string(blocking_threads);
+  out += ",\"timers_armed\":" + std::to_string(timers_armed) + '}';
+  return out;
+}
+
+namespace {
 const RuntimeOptions& validated(const RuntimeOptions& options) {
   if (options.max_blocking_threads == 0)
     throw UsageError("RuntimeOptions::max_blocking_threads must be at least 1");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -801,6 +802,41 @@ TEST(Runtime, StatsTotalSumsTheWorkers) {
   EXPECT_EQ(t.steals, 33u);
   EXPECT_EQ(t.steal_attempts, 44u);
   EXPECT_EQ(t.parks, 55u);
+}
+
+TEST(Runtime, StatsPrintAsATableWithARowPerWorkerAndATotal) {
+  weft::RuntimeStats s;
+  s.workers.push_back({.tasks_run = 1, .tasks_spawned = 2, .steals = 3, .steal_attempts = 4, .parks = 5});
+  s.workers.push_back({.tasks_run = 10, .tasks_spawned = 20, .steals = 30, .steal_attempts = 40, .parks = 50});
+  s.frame_heap_allocations = 7;
+  s.timers_armed = 9;
+  const std::string table = s.to_string();
+  std::vector<std::string> lines;
+  for (std::size_t start = 0, end; (end = table.find('\n', start)) != std::string::npos; start = end + 1)
+    lines.push_back(table.substr(start, end - start));
+  ASSERT_EQ(lines.size(), 7u) << table;
+  EXPECT_NE(lines[0].find("tasks_run"), std::string::npos);
+  EXPECT_NE(lines[0].find("steal_attempts"), std::string::npos);
+  // Every row lines up with the header.
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(lines[i].size(), lines[0].size()) << lines[i];
+  EXPECT_EQ(lines[3].substr(0, 6), " total");
+  EXPECT_NE(lines[3].find(" 55"), std::string::npos) << lines[3];
+  EXPECT_EQ(lines[4], "frame_heap_allocations 7");
+  EXPECT_EQ(lines[6], "timers_armed 9");
+}
+
+TEST(Runtime, StatsPrintAsJsonWithEveryFigure) {
+  weft::RuntimeStats s;
+  s.workers.push_back({.tasks_run = 1, .tasks_spawned = 2, .steals = 3, .steal_attempts = 4, .parks = 5});
+  s.blocking_threads = 2;
+  EXPECT_EQ(s.to_json(),
+            "{\"workers\":[{\"tasks_run\":1,\"tasks_spawned\":2,\"steals\":3,\"steal_attempts\":4,"
+            "\"parks\":5}],\"total\":{\"tasks_run\":1,\"tasks_spawned\":2,\"steals\":3,"
+            "\"steal_attempts\":4,\"parks\":5},\"frame_heap_allocations\":0,\"blocking_threads\":2,"
+            "\"timers_armed\":0}");
+  Runtime rt({.workers = 3});
+  const std::string live = rt.stats().to_json();
+  EXPECT_EQ(std::count(live.begin(), live.end(), '{'), 3 + 2);  // 3 workers, total, the object
 }
 
 TEST(Runtime, AnIdleRuntimeParksItsWorkersAndStillRunsLaterWork) {

@@ -68,6 +68,17 @@ struct RuntimeStats {
   // their deadline. Zero once they have all fired or been cancelled.
   std::uint64_t timers_armed = 0;
   WorkerStats total() const;
+
+  // A table for people: a row per worker and a total row, then the runtime-wide figures.
+  //
+  //   std::cout << rt.stats().to_string();
+  //   worker  tasks_run  tasks_spawned  steals  steal_attempts  parks
+  //        0     123456         120000      12              40      3
+  //   ...
+  std::string to_string() const;
+  // The same figures as one JSON object for programs: {"workers":[{"tasks_run":...},...],
+  // "total":{...},"frame_heap_allocations":...,"blocking_threads":...,"timers_armed":...}.
+  std::string to_json() const;
 };
 
 template <class T>

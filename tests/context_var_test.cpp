@@ -82,11 +82,13 @@ TEST(ContextVar, AChildSeesTheBindingsItsParentHadWhenItStartedNotLaterOnes) {
     request_id.set("before");
     Event parent_has_set;
     std::optional<weft::JoinHandle<std::string>> h;
+    // In this frame: a lambda coroutine reads its captures through the lambda object.
+    auto child = [&]() -> Task<std::string> {
+      co_await parent_has_set.wait();
+      co_return request_id.get();
+    };
     co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
-      h.emplace(tg.spawn([&]() -> Task<std::string> {
-        co_await parent_has_set.wait();
-        co_return request_id.get();
-      }()));
+      h.emplace(tg.spawn(child()));
       request_id.set("after");  // the body's binding, after the child started
       parent_has_set.set();
       co_return;

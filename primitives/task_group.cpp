@@ -4,6 +4,7 @@
 #include <exception>
 #include <typeinfo>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/waiter.hpp"
 #include "weft/task_group.hpp"
 
@@ -166,7 +167,7 @@ bool hold_group_through(PromiseBase& child) noexcept {
 }
 
 void drop_child_frame(PromiseBase& child, void* frame, bool observed) noexcept {
-  std::atomic<std::uint8_t>& handoff = child.handoff;
+  detail::atomic<std::uint8_t>& handoff = child.handoff;
   // Acquire (both): pairs with the child's fetch_or; it no longer touches the frame.
   std::uint8_t state = handoff.load(std::memory_order_acquire);
   const bool finished = (state & PromiseBase::kChildFinished) != 0;

@@ -144,6 +144,7 @@ class JoinHandle<T>::JoinAwaiter {
 
   template <class P>
   bool await_suspend(std::coroutine_handle<P> awaiting) {
+    detail::perturb::at_suspend();  // test builds only (perturb.hpp)
     detail::PromiseBase* self = detail::weft_promise_of(awaiting);
     detail::check_cancelled(self);
     if (handle_->done()) return false;

@@ -245,6 +245,7 @@ class TupleGather {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     if constexpr (Timed) {
       if (timer_.expires_before_start(weft_promise_of(caller))) return caller;
     }
@@ -333,6 +334,7 @@ class VectorGather {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     if constexpr (Timed) {
       if (timer_.expires_before_start(weft_promise_of(caller))) return caller;
     }

@@ -23,6 +23,7 @@
 
 #include <atomic>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/waiter.hpp"
 
 namespace weft::detail {
@@ -38,7 +39,7 @@ struct BlockingJob {
   BlockingJob* next = nullptr;  // the pool's FIFO, guarded by the pool's lock
   // The awaiter's reference, plus the pool's once submitted. acq_rel decrement: the last
   // owner sees the other's writes (the result, the exception) before destroying them.
-  std::atomic<int> refs{1};
+  detail::atomic<int> refs{1};
 
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(*this);

@@ -68,6 +68,7 @@
 #include <mutex>
 #include <vector>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/join_state.hpp"
 #include "weft/detail/worker.hpp"
@@ -272,7 +273,7 @@ struct GroupState : Joiner, InlineRun {
   std::uint32_t in_deque = 0;
   bool inline_run = true;
   bool body_running = true;
-  std::atomic<std::int64_t> pending{kInlineRunBias};
+  detail::atomic<std::int64_t> pending{kInlineRunBias};
   std::coroutine_handle<> waiter;       // written before the body's count is given up
   SpinLock failures_lock;
   std::vector<std::exception_ptr> failures;      // guarded by failures_lock
@@ -284,7 +285,7 @@ struct GroupState : Joiner, InlineRun {
   SpinLock listeners_lock;
   Listener* listeners = nullptr;  // guarded by listeners_lock
   // True while a listener is registered: one load on every child's finish.
-  std::atomic<bool> has_listeners{false};
+  detail::atomic<bool> has_listeners{false};
 
  private:
   static std::coroutine_handle<> settle_group(InlineRun* self) noexcept {

@@ -30,8 +30,10 @@
 #include <cstdint>
 #include <mutex>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/fault_injection.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/task.hpp"
 
@@ -56,7 +58,7 @@ struct Waiter : CancelCallbackNode {
   PromiseBase* promise = nullptr;
   // acq_rel CASes: one winner; the winner's writes (a permit, a value) are visible to the
   // resumed task, whose acquire comes from being scheduled.
-  std::atomic<std::uint8_t> state{kSetup};
+  detail::atomic<std::uint8_t> state{kSetup};
 
   // Step 1. False when the scope is already cancelled (the waiter is then Cancelled).
   template <class P>
@@ -71,6 +73,7 @@ struct Waiter : CancelCallbackNode {
     run = &on_cancel;
     marks_own_completion = true;
     fault::at_park(scope);  // test builds only (fault_injection.hpp)
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     if (scope != nullptr && !scope->add_callback(*this)) {
       state.store(kCancelled, std::memory_order_relaxed);
       scope = nullptr;  // nothing registered to remove

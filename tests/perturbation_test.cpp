@@ -1,0 +1,215 @@
+// Schedule perturbation (issue 10, lane 2): weft's own tests on the perturbation build
+// (weft/detail/perturb.hpp, weft/detail/atomic_shim.hpp), where every protocol atomic, every
+// suspension point and every choice of steal victim draws from a seeded per-thread generator
+// and may yield the CPU or spin, so that interleavings that are rare in ordinary runs happen.
+//
+//   - the chaos workload (chaos_workload.hpp, with fault injection too) keeps every invariant;
+//   - fork-join trees of gathers and task groups, with and without failures, count every task
+//     once, return the right sum or the thrown failure, and leave nothing running;
+//   - a seed replays: every worker draws the same decisions under the same seed, the ones the
+//     seed predicts, and other ones under another seed.
+//
+// WEFT_PERTURB_SEED=S starts the seeds at S (every failure names the seed to replay).
+#include <weft/detail/perturb.hpp>
+#include <weft/weft.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+#include <vector>
+
+#include "chaos_workload.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace perturb = weft::detail::perturb;
+using weft::Runtime;
+using weft::Task;
+using weft::TaskGroup;
+using weft_test::TaskError;
+
+// How often a point acts: often enough to reorder the protocols' steps, rarely enough that a
+// run still finishes quickly.
+constexpr perturb::Config kPerturbation{.yield_ppm = 20'000, .spin_ppm = 100'000, .max_spin = 200};
+
+std::uint64_t first_seed() {
+  const char* text = std::getenv("WEFT_PERTURB_SEED");
+  return text != nullptr ? std::strtoull(text, nullptr, 10) : 1;
+}
+
+perturb::Config with_seed(std::uint64_t seed) {
+  perturb::Config c = kPerturbation;
+  c.seed = seed;
+  return c;
+}
+
+// What the fork-join trees count.
+struct Tally {
+  std::atomic<long> started{0};
+  std::atomic<long> ended{0};
+};
+
+struct Alive {
+  explicit Alive(Tally& t) : tally(t) { tally.started.fetch_add(1); }
+  ~Alive() { tally.ended.fetch_add(1); }
+  Alive(const Alive&) = delete;
+  Alive& operator=(const Alive&) = delete;
+  Tally& tally;
+};
+
+// A leaf is worth 1; leaf number `fail_at` (counted left to right) throws TaskError instead.
+// Levels alternate between the fork shapes: a variadic gather, a vector gather, and a task
+// group whose children are joined one by one, joined by the group, or dropped.
+Task<long> tree(Tally& tally, int depth, int first_leaf, int fail_at) {
+  Alive alive(tally);
+  if (depth == 0) {
+    co_await weft::this_task::checkpoint();
+    if (first_leaf == fail_at) throw TaskError(first_leaf);
+    co_return 1;
+  }
+  const int leaves_below = 1 << (depth - 1);  // a binary tree, except the vector level
+  switch (depth % 3) {
+    case 0: {
+      auto [a, b] = co_await weft::safe_gather(tree(tally, depth - 1, first_leaf, fail_at),
+                                               tree(tally, depth - 1, first_leaf + leaves_below,
+                                                    fail_at));
+      co_return a + b;
+    }
+    case 1: {
+      std::vector<Task<long>> two;
+      two.push_back(tree(tally, depth - 1, first_leaf, fail_at));
+      two.push_back(tree(tally, depth - 1, first_leaf + leaves_below, fail_at));
+      const std::vector<long> sums = co_await weft::safe_gather(std::move(two));
+      co_return sums[0] + sums[1];
+    }
+    default: {
+      std::atomic<long> dropped{0};
+      const long joined = co_await weft::task_group([&](TaskGroup& tg) -> Task<long> {
+        weft::JoinHandle<long> left = tg.spawn(tree(tally, depth - 1, first_leaf, fail_at));
+        // The right child's handle is dropped: the group still awaits it.
+        (void)tg.spawn([](Task<long> t, std::atomic<long>& out) -> Task<void> {
+          out.store(co_await std::move(t));
+        }(tree(tally, depth - 1, first_leaf + leaves_below, fail_at), dropped));
+        co_return co_await left.join();
+      });
+      co_return joined + dropped.load();
+    }
+  }
+}
+
+constexpr int kDepth = 9;  // 512 leaves
+constexpr int kLeaves = 1 << kDepth;
+
+TEST(Perturbation, TheBuildPerturbs) {
+  ASSERT_TRUE(perturb::kEnabled) << "perturbation_test must link the perturbation build of weft";
+}
+
+TEST(Perturbation, GathersAndGroupsUnderPerturbedSchedulesCountEveryTaskOnceAndReturnTheSum) {
+  const int seeds = weft_test::kSanitized ? 20 : 50;
+  Runtime rt({.workers = 2});
+  for (std::uint64_t seed = first_seed(); seed < first_seed() + seeds; ++seed) {
+    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
+    Tally tally;
+    perturb::configure(with_seed(seed));
+    const long sum = rt.block_on(tree(tally, kDepth, 0, -1));
+    const perturb::Counts c = perturb::counts();
+    perturb::disable();
+    EXPECT_EQ(sum, kLeaves);
+    EXPECT_EQ(tally.started.load(), tally.ended.load());
+    EXPECT_GT(c.points, 0u);
+    if (HasFailure()) break;
+  }
+}
+
+TEST(Perturbation, AFailureUnderPerturbedSchedulesSurfacesAndLeavesNothingRunning) {
+  const int seeds = weft_test::kSanitized ? 20 : 50;
+  Runtime rt({.workers = 2});
+  for (std::uint64_t seed = first_seed(); seed < first_seed() + seeds; ++seed) {
+    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
+    Tally tally;
+    const int fail_at = static_cast<int>(seed % kLeaves);
+    perturb::configure(with_seed(seed));
+    bool surfaced = false;
+    try {
+      (void)rt.block_on(tree(tally, kDepth, 0, fail_at));
+    } catch (const TaskError& e) {  // from a gather: as itself
+      surfaced = e.id == fail_at;
+    } catch (const weft::ExceptionGroup& eg) {  // from a group: in its ExceptionGroup
+      surfaced = eg.contains<TaskError>();
+    }
+    perturb::disable();
+    EXPECT_TRUE(surfaced) << "the failure of leaf " << fail_at << " was lost";
+    // block_on returned: every task the tree started has ended.
+    EXPECT_EQ(tally.started.load(), tally.ended.load());
+    if (HasFailure()) break;
+  }
+}
+
+TEST(Perturbation, TheChaosWorkloadUnderPerturbedSchedulesKeepsEveryInvariant) {
+  weft_chaos::Counts counts;
+  const std::uint64_t seed = first_seed();
+  const int rounds = weft_test::kSanitized ? 300 : 1500;
+  const weft_chaos::Totals t = weft_chaos::run_chaos(counts, seed, rounds, 0.0, kPerturbation);
+  EXPECT_EQ(counts.tasks_started.load(), counts.tasks_ended.load());
+  EXPECT_EQ(counts.violations.load(), 0u)
+      << "replay the failing round's seed (named above) with WEFT_PERTURB_SEED";
+  // The perturbation must have acted, or the test proves nothing.
+  EXPECT_GT(t.perturbed.yielded, 0u);
+  EXPECT_GT(t.perturbed.spun, 0u);
+  EXPECT_GT(t.perturbed.steal_orders, 0u);
+  std::printf("perturbation: %llu rounds from seed %llu, %llu tasks, %llu points: %llu yields, "
+              "%llu spins, %llu steal orders; %llu faults injected; %llu violations\n",
+              static_cast<unsigned long long>(t.rounds), static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(counts.tasks_started.load()),
+              static_cast<unsigned long long>(t.perturbed.points),
+              static_cast<unsigned long long>(t.perturbed.yielded),
+              static_cast<unsigned long long>(t.perturbed.spun),
+              static_cast<unsigned long long>(t.perturbed.steal_orders),
+              static_cast<unsigned long long>(t.injected.cancelled + t.injected.thrown),
+              static_cast<unsigned long long>(counts.violations.load()));
+}
+
+// The draws each worker made under `seed` while a perturbed fork-join tree ran (the runtime is
+// destroyed, so its workers are joined, before they are read).
+std::vector<std::vector<std::uint64_t>> worker_draws(std::uint64_t seed) {
+  constexpr unsigned kWorkers = 2;
+  std::vector<std::vector<std::uint64_t>> draws;
+  {
+    Runtime rt({.workers = kWorkers});
+    Tally tally;
+    perturb::configure(with_seed(seed));
+    EXPECT_EQ(rt.block_on(tree(tally, kDepth, 0, -1)), kLeaves);
+  }
+  perturb::disable();
+  for (unsigned w = 0; w < kWorkers; ++w) draws.push_back(perturb::recorded(w));
+  return draws;
+}
+
+TEST(Perturbation, ASeedReplaysTheSameDecisionsOnEveryWorker) {
+  const std::uint64_t seed = first_seed() + 41;
+  const auto first = worker_draws(seed);
+  const auto again = worker_draws(seed);
+  const auto other = worker_draws(seed + 1);
+  for (unsigned w = 0; w < first.size(); ++w) {
+    SCOPED_TRACE("worker " + std::to_string(w));
+    // Each worker reached points (a tree of 1000 tasks on two workers: both run some).
+    ASSERT_FALSE(first[w].empty());
+    ASSERT_FALSE(again[w].empty());
+    // Its decisions are the ones the seed predicts for its slot, in the same order in both
+    // runs, whatever the interleaving was.
+    const std::size_t n = std::min(first[w].size(), again[w].size());
+    EXPECT_EQ(first[w], perturb::preview(seed, w, first[w].size()));
+    EXPECT_EQ(std::vector(first[w].begin(), first[w].begin() + static_cast<long>(n)),
+              std::vector(again[w].begin(), again[w].begin() + static_cast<long>(n)));
+    // Another seed, other decisions; another worker, other decisions.
+    EXPECT_NE(other[w].front(), first[w].front());
+  }
+  EXPECT_NE(first[0].front(), first[1].front());
+}
+
+}  // namespace

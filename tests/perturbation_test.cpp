@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -172,6 +173,46 @@ TEST(Perturbation, TheChaosWorkloadUnderPerturbedSchedulesKeepsEveryInvariant) {
               static_cast<unsigned long long>(t.perturbed.steal_orders),
               static_cast<unsigned long long>(t.injected.cancelled + t.injected.thrown),
               static_cast<unsigned long long>(counts.violations.load()));
+}
+
+// A child that finishes a few scheduling rounds later.
+Task<void> finishes_soon(int rounds) {
+  for (int i = 0; i < rounds; ++i) co_await weft::this_task::yield();
+}
+
+// Joins a child of `tg`. Its frame is large, so it comes from the heap and goes back there when
+// the task ends (the frame caches keep only small frames): a touch of it after that is a
+// use-after-free that ASan and TSan see.
+Task<void> joins_a_child(TaskGroup& tg, int child_rounds) {
+  std::array<volatile char, 4096> ballast{};
+  ballast[0] = 1;
+  weft::JoinHandle<void> child = tg.spawn(finishes_soon(child_rounds));
+  co_await child.join();
+  ballast[1] = ballast[0];
+}
+
+// Issue 10, found by the fuzzer (tests/fuzz): JoinHandle::join() set the child's kJoinWaiting
+// bit after its waiter had become Waiting. A cancellation in between resumed the joiner, which
+// ended and freed its frame, the waiter with it; the child, finishing later, saw the bit and
+// woke the freed waiter.
+TEST(Perturbation, AJoinCancelledWhileItRegistersLeavesNothingBehindThatTheChildWakes) {
+  const int rounds = weft_test::kSanitized ? 300 : 2000;
+  Runtime rt({.workers = 2});
+  for (int round = 0; round < rounds; ++round) {
+    const std::uint64_t seed = first_seed() + static_cast<std::uint64_t>(round);
+    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
+    perturb::Config c = with_seed(seed);
+    c.yield_ppm = 200'000;  // wide windows between the steps of the hand-off
+    perturb::configure(c);
+    rt.block_on(weft::task_group([&](TaskGroup& tg) -> Task<void> {
+      weft::JoinHandle<void> joiner = tg.spawn(joins_a_child(tg, 1 + round % 4));
+      for (int i = 0; i < round % 3; ++i) co_await weft::this_task::yield();
+      joiner.cancel();
+      co_return;
+    }));
+    perturb::disable();
+    if (HasFailure()) break;
+  }
 }
 
 // The draws each worker made under `seed` while a perturbed fork-join tree ran (the runtime is

@@ -101,6 +101,20 @@ struct Waiter : CancelCallbackNode {
     return state.compare_exchange_strong(expected, kNotified, std::memory_order_acq_rel);
   }
 
+  // Waking by a waker that may find the waiter still in Setup (JoinHandle::join() registers
+  // with its child before it goes Waiting): claims Setup or Waiting -> Notified and returns
+  // the state it claimed from, or kCancelled when a cancellation claimed it. Only a waiter
+  // claimed from Waiting is the waker's to resume; one claimed from Setup goes on by itself
+  // (its start_waiting() fails). acq_rel, as the other CASes.
+  std::uint8_t claim_for_wake_from_setup() noexcept {
+    std::uint8_t seen = state.load(std::memory_order_acquire);
+    while ((seen == kSetup || seen == kWaiting) &&
+           !state.compare_exchange_weak(seen, kNotified, std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
+    }
+    return seen;
+  }
+
   // In await_resume: true when the wait ended by cancellation.
   bool end() noexcept {
     if (scope != nullptr) scope->remove_callback(*this);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of program_fuzzer (tests/fuzz/corpus): hand-written programs that
-reach every op, and seeded random inputs. Deterministic: rerunning it rewrites the same files.
+reach every op, and seeded random inputs. Deterministic: rerunning it rewrites the same files
+and keeps the found_* inputs (failures the fuzzer found, kept as regression seeds).
 
 The encoding is program_fuzzer.cpp's: a block is a byte (statements - 1, mod 4) followed by its
 statements; a statement is an op byte, its argument byte if it has one, and its nested blocks.
@@ -91,8 +92,10 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     corpus = os.path.join(here, "corpus")
     os.makedirs(corpus, exist_ok=True)
+    # found_*: inputs the fuzzer found (kept as they are, as regression seeds).
     for name in os.listdir(corpus):
-        os.remove(os.path.join(corpus, name))
+        if not name.startswith("found_"):
+            os.remove(os.path.join(corpus, name))
     for name, data in PROGRAMS.items():
         with open(os.path.join(corpus, name), "wb") as f:
             f.write(data)

@@ -21,6 +21,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <type_traits>
 
 #ifdef WEFT_PERTURB
 #include "weft/detail/perturb.hpp"
@@ -34,6 +36,9 @@ template <class T>
 using atomic = std::atomic<T>;
 
 inline void thread_fence(std::memory_order order) noexcept { std::atomic_thread_fence(order); }
+
+// The shipped build's promise: the very same type, so the very same code.
+static_assert(std::is_same_v<atomic<std::int64_t>, std::atomic<std::int64_t>>);
 
 #else
 

@@ -8,6 +8,7 @@
 
 #include <array>
 
+#include "seeded_rng.hpp"
 #include "weft/detail/cancel_state.hpp"
 
 namespace weft::detail::perturb {
@@ -50,31 +51,15 @@ struct ThreadState {
 };
 thread_local ThreadState tl;
 
-// splitmix64 of (seed, slot): distinct, well-mixed starting states, never zero.
-std::uint64_t initial_state(std::uint64_t seed, unsigned slot) noexcept {
-  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<std::uint64_t>(slot) + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return (z ^ (z >> 31)) | 1;
-}
-
-// xorshift64*.
-std::uint64_t next(std::uint64_t& x) noexcept {
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  return x * 0x2545f4914f6cdd1dULL;
-}
-
 std::uint64_t draw() noexcept {
   const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
   if (tl.generation != generation) {
     tl.generation = generation;
     if (tl.slot == kNoSlot) tl.slot = kOtherSlots + g_next_other.fetch_add(1, std::memory_order_relaxed);
-    tl.state = initial_state(g_seed.load(std::memory_order_relaxed), tl.slot);
+    tl.state = seeded_state(g_seed.load(std::memory_order_relaxed), tl.slot);
     tl.draws = 0;
   }
-  const std::uint64_t value = next(tl.state);
+  const std::uint64_t value = next_draw(tl.state);
   if (tl.slot < kRecordSlots && tl.draws < kRecordDraws) {
     Record& r = g_record[tl.slot];
     r.draws[tl.draws].store(value, std::memory_order_relaxed);
@@ -90,8 +75,8 @@ std::uint64_t draw() noexcept {
 std::vector<std::uint64_t> preview(std::uint64_t seed, unsigned slot, std::size_t n) {
   std::vector<std::uint64_t> out;
   out.reserve(n);
-  std::uint64_t state = initial_state(seed, slot);
-  for (std::size_t i = 0; i < n; ++i) out.push_back(next(state));
+  std::uint64_t state = seeded_state(seed, slot);
+  for (std::size_t i = 0; i < n; ++i) out.push_back(next_draw(state));
   return out;
 }
 

@@ -31,9 +31,13 @@
 #include <string>
 #include <vector>
 
+#include "task_accounting.hpp"
 #include "test_support.hpp"
 
+// Internal linkage (each test file gets its own copy): g++ warns about coroutine frames with
+// lambda-typed fields in a header otherwise (-Wsubobject-linkage).
 namespace weft_chaos {
+namespace {
 
 using namespace std::chrono_literals;
 namespace fault = weft::detail::fault;
@@ -42,11 +46,13 @@ using weft::Cancelled;
 using weft::ExceptionGroup;
 using weft::Task;
 using weft::TaskGroup;
+using weft_test::Failures;
+using weft_test::Life;
+using weft_test::reported;
 using weft_test::Rng;
 
 struct Counts {
-  std::atomic<std::uint64_t> tasks_started{0};
-  std::atomic<std::uint64_t> tasks_ended{0};
+  weft_test::TaskCounts tasks;
   std::atomic<std::uint64_t> groups{0};
   std::atomic<std::uint64_t> failures_thrown{0};    // by the workload itself
   std::atomic<std::uint64_t> failures_checked{0};   // found in their group's ExceptionGroup
@@ -86,20 +92,11 @@ struct World {
   }
 };
 
-// In every task frame: counts the task's start and its end.
-struct Life {
-  explicit Life(Counts& c) : counts(c) { counts.tasks_started.fetch_add(1); }
-  ~Life() { counts.tasks_ended.fetch_add(1); }
-  Life(const Life&) = delete;
-  Life& operator=(const Life&) = delete;
-  Counts& counts;
-};
-
 // Set once the group that owns a task has returned: the task must not run any more.
 using Returned = std::shared_ptr<std::atomic<bool>>;
 
 Task<int> small(World& w, std::uint64_t seed) {
-  Life life(w.counts);
+  Life life(w.counts.tasks);
   Rng rng{seed | 1};
   co_await weft::this_task::checkpoint();
   if (rng.below(16) == 0) w.fail();
@@ -109,7 +106,7 @@ Task<int> small(World& w, std::uint64_t seed) {
 Task<void> wait_never(weft::Event& never) { co_await never.wait(); }
 
 Task<int> leaf(World& w, std::uint64_t seed, Returned owner_returned) {
-  Life life(w.counts);
+  Life life(w.counts.tasks);
   Rng rng{seed | 1};
   int sum = 0;
   const int steps = 1 + static_cast<int>(rng.below(5));
@@ -161,27 +158,6 @@ Task<int> leaf(World& w, std::uint64_t seed, Returned owner_returned) {
   co_return sum;
 }
 
-// What a group's children report: every real failure (not Cancelled) that ends a child.
-struct Failures {
-  std::mutex mutex;
-  std::vector<std::exception_ptr> seen;  // guarded by mutex
-};
-
-template <class T>
-Task<void> reported(Task<T> child, Failures& failures) {
-  try {
-    (void)co_await std::move(child);
-  } catch (const Cancelled&) {
-    throw;
-  } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(failures.mutex);
-      failures.seen.push_back(std::current_exception());
-    }
-    throw;
-  }
-}
-
 std::string describe(const std::exception_ptr& e) {
   if (!e) return "a normal return";
   try {
@@ -198,7 +174,7 @@ std::string describe(const std::exception_ptr& e) {
 }
 
 Task<void> group_node(World& w, std::uint64_t seed, int depth, Returned owner_returned) {
-  Life life(w.counts);
+  Life life(w.counts.tasks);
   w.counts.groups.fetch_add(1);
   Rng rng{seed | 1};
   auto returned = std::make_shared<std::atomic<bool>>(false);
@@ -306,7 +282,7 @@ Totals run_chaos(Counts& counts, std::uint64_t first_seed, int rounds, double se
     totals.injected.yielded += c.yielded;
     ++totals.rounds;
     w.check(w.permits.available() == kPermits, "a semaphore permit was lost");
-    w.check(counts.tasks_started.load() == counts.tasks_ended.load(),
+    w.check(counts.tasks.balanced(),
             "a task started and never ended");
     EXPECT_EQ(counts.violations.load(), 0u) << "seed " << seed << ": " << w.first_violation;
     if (counts.violations.load() != 0) break;
@@ -314,4 +290,5 @@ Totals run_chaos(Counts& counts, std::uint64_t first_seed, int rounds, double se
   return totals;
 }
 
+}  // namespace
 }  // namespace weft_chaos

@@ -15,15 +15,18 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "chaos_workload.hpp"
+#include "task_accounting.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -32,6 +35,8 @@ namespace perturb = weft::detail::perturb;
 using weft::Runtime;
 using weft::Task;
 using weft::TaskGroup;
+using weft_test::Life;
+using weft_test::TaskCounts;
 using weft_test::TaskError;
 
 // How often a point acts: often enough to reorder the protocols' steps, rarely enough that a
@@ -43,31 +48,27 @@ std::uint64_t first_seed() {
   return text != nullptr ? std::strtoull(text, nullptr, 10) : 1;
 }
 
-perturb::Config with_seed(std::uint64_t seed) {
-  perturb::Config c = kPerturbation;
-  c.seed = seed;
-  return c;
+// Runs `round(rt, seed)` for `seeds` seeds from first_seed() on, each under perturbation
+// `config` with that seed, on one two-worker runtime; stops at the first failure, which names
+// its seed.
+template <class F>
+void for_each_seed(int seeds, perturb::Config config, F round) {
+  Runtime rt({.workers = 2});
+  for (std::uint64_t seed = first_seed(); seed < first_seed() + seeds; ++seed) {
+    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
+    config.seed = seed;
+    perturb::configure(config);
+    round(rt, seed);
+    perturb::disable();
+    if (::testing::Test::HasFailure()) break;
+  }
 }
-
-// What the fork-join trees count.
-struct Tally {
-  std::atomic<long> started{0};
-  std::atomic<long> ended{0};
-};
-
-struct Alive {
-  explicit Alive(Tally& t) : tally(t) { tally.started.fetch_add(1); }
-  ~Alive() { tally.ended.fetch_add(1); }
-  Alive(const Alive&) = delete;
-  Alive& operator=(const Alive&) = delete;
-  Tally& tally;
-};
 
 // A leaf is worth 1; leaf number `fail_at` (counted left to right) throws TaskError instead.
 // Levels alternate between the fork shapes: a variadic gather, a vector gather, and a task
 // group whose children are joined one by one, joined by the group, or dropped.
-Task<long> tree(Tally& tally, int depth, int first_leaf, int fail_at) {
-  Alive alive(tally);
+Task<long> tree(TaskCounts& tally, int depth, int first_leaf, int fail_at) {
+  Life life(tally);
   if (depth == 0) {
     co_await weft::this_task::checkpoint();
     if (first_leaf == fail_at) throw TaskError(first_leaf);
@@ -110,31 +111,21 @@ TEST(Perturbation, TheBuildPerturbs) {
   ASSERT_TRUE(perturb::kEnabled) << "perturbation_test must link the perturbation build of weft";
 }
 
+constexpr int kTreeSeeds = weft_test::kSanitized ? 20 : 50;
+
 TEST(Perturbation, GathersAndGroupsUnderPerturbedSchedulesCountEveryTaskOnceAndReturnTheSum) {
-  const int seeds = weft_test::kSanitized ? 20 : 50;
-  Runtime rt({.workers = 2});
-  for (std::uint64_t seed = first_seed(); seed < first_seed() + seeds; ++seed) {
-    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
-    Tally tally;
-    perturb::configure(with_seed(seed));
-    const long sum = rt.block_on(tree(tally, kDepth, 0, -1));
-    const perturb::Counts c = perturb::counts();
-    perturb::disable();
-    EXPECT_EQ(sum, kLeaves);
-    EXPECT_EQ(tally.started.load(), tally.ended.load());
-    EXPECT_GT(c.points, 0u);
-    if (HasFailure()) break;
-  }
+  for_each_seed(kTreeSeeds, kPerturbation, [](Runtime& rt, std::uint64_t) {
+    TaskCounts tally;
+    EXPECT_EQ(rt.block_on(tree(tally, kDepth, 0, -1)), kLeaves);
+    EXPECT_TRUE(tally.balanced());
+    EXPECT_GT(perturb::counts().points, 0u);
+  });
 }
 
 TEST(Perturbation, AFailureUnderPerturbedSchedulesSurfacesAndLeavesNothingRunning) {
-  const int seeds = weft_test::kSanitized ? 20 : 50;
-  Runtime rt({.workers = 2});
-  for (std::uint64_t seed = first_seed(); seed < first_seed() + seeds; ++seed) {
-    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
-    Tally tally;
+  for_each_seed(kTreeSeeds, kPerturbation, [](Runtime& rt, std::uint64_t seed) {
+    TaskCounts tally;
     const int fail_at = static_cast<int>(seed % kLeaves);
-    perturb::configure(with_seed(seed));
     bool surfaced = false;
     try {
       (void)rt.block_on(tree(tally, kDepth, 0, fail_at));
@@ -143,12 +134,10 @@ TEST(Perturbation, AFailureUnderPerturbedSchedulesSurfacesAndLeavesNothingRunnin
     } catch (const weft::ExceptionGroup& eg) {  // from a group: in its ExceptionGroup
       surfaced = eg.contains<TaskError>();
     }
-    perturb::disable();
     EXPECT_TRUE(surfaced) << "the failure of leaf " << fail_at << " was lost";
     // block_on returned: every task the tree started has ended.
-    EXPECT_EQ(tally.started.load(), tally.ended.load());
-    if (HasFailure()) break;
-  }
+    EXPECT_TRUE(tally.balanced());
+  });
 }
 
 TEST(Perturbation, TheChaosWorkloadUnderPerturbedSchedulesKeepsEveryInvariant) {
@@ -156,7 +145,7 @@ TEST(Perturbation, TheChaosWorkloadUnderPerturbedSchedulesKeepsEveryInvariant) {
   const std::uint64_t seed = first_seed();
   const int rounds = weft_test::kSanitized ? 300 : 1500;
   const weft_chaos::Totals t = weft_chaos::run_chaos(counts, seed, rounds, 0.0, kPerturbation);
-  EXPECT_EQ(counts.tasks_started.load(), counts.tasks_ended.load());
+  EXPECT_TRUE(counts.tasks.balanced());
   EXPECT_EQ(counts.violations.load(), 0u)
       << "replay the failing round's seed (named above) with WEFT_PERTURB_SEED";
   // The perturbation must have acted, or the test proves nothing.
@@ -166,7 +155,7 @@ TEST(Perturbation, TheChaosWorkloadUnderPerturbedSchedulesKeepsEveryInvariant) {
   std::printf("perturbation: %llu rounds from seed %llu, %llu tasks, %llu points: %llu yields, "
               "%llu spins, %llu steal orders; %llu faults injected; %llu violations\n",
               static_cast<unsigned long long>(t.rounds), static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(counts.tasks_started.load()),
+              static_cast<unsigned long long>(counts.tasks.started.load()),
               static_cast<unsigned long long>(t.perturbed.points),
               static_cast<unsigned long long>(t.perturbed.yielded),
               static_cast<unsigned long long>(t.perturbed.spun),
@@ -196,23 +185,17 @@ Task<void> joins_a_child(TaskGroup& tg, int child_rounds) {
 // ended and freed its frame, the waiter with it; the child, finishing later, saw the bit and
 // woke the freed waiter.
 TEST(Perturbation, AJoinCancelledWhileItRegistersLeavesNothingBehindThatTheChildWakes) {
-  const int rounds = weft_test::kSanitized ? 300 : 2000;
-  Runtime rt({.workers = 2});
-  for (int round = 0; round < rounds; ++round) {
-    const std::uint64_t seed = first_seed() + static_cast<std::uint64_t>(round);
-    SCOPED_TRACE("perturbation seed " + std::to_string(seed) + " (WEFT_PERTURB_SEED replays it)");
-    perturb::Config c = with_seed(seed);
-    c.yield_ppm = 200'000;  // wide windows between the steps of the hand-off
-    perturb::configure(c);
+  perturb::Config wide = kPerturbation;
+  wide.yield_ppm = 200'000;  // wide windows between the steps of the hand-off
+  for_each_seed(weft_test::kSanitized ? 300 : 2000, wide, [](Runtime& rt, std::uint64_t seed) {
+    const int round = static_cast<int>(seed % 12);
     rt.block_on(weft::task_group([&](TaskGroup& tg) -> Task<void> {
       weft::JoinHandle<void> joiner = tg.spawn(joins_a_child(tg, 1 + round % 4));
       for (int i = 0; i < round % 3; ++i) co_await weft::this_task::yield();
       joiner.cancel();
       co_return;
     }));
-    perturb::disable();
-    if (HasFailure()) break;
-  }
+  });
 }
 
 // The draws each worker made under `seed` while a perturbed fork-join tree ran (the runtime is
@@ -222,8 +205,10 @@ std::vector<std::vector<std::uint64_t>> worker_draws(std::uint64_t seed) {
   std::vector<std::vector<std::uint64_t>> draws;
   {
     Runtime rt({.workers = kWorkers});
-    Tally tally;
-    perturb::configure(with_seed(seed));
+    TaskCounts tally;
+    perturb::Config config = kPerturbation;
+    config.seed = seed;
+    perturb::configure(config);
     EXPECT_EQ(rt.block_on(tree(tally, kDepth, 0, -1)), kLeaves);
   }
   perturb::disable();

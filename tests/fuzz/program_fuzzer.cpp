@@ -46,6 +46,8 @@
 #include <string_view>
 #include <vector>
 
+#include "../task_accounting.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -53,6 +55,9 @@ using weft::Cancelled;
 using weft::ExceptionGroup;
 using weft::Task;
 using weft::TaskGroup;
+using weft_test::Failures;
+using weft_test::Life;
+using weft_test::reported;
 
 constexpr std::size_t kMaxStatements = 48;
 constexpr int kMaxDepth = 5;
@@ -183,22 +188,7 @@ std::atomic<int> g_unobserved{0};
 struct World {
   weft::Semaphore permits{kPermits};
   std::atomic<std::uint64_t> next_error{1};
-  std::atomic<long> started{0};
-  std::atomic<long> ended{0};
-};
-
-struct Life {
-  explicit Life(World& w) : world(w) { world.started.fetch_add(1); }
-  ~Life() { world.ended.fetch_add(1); }
-  Life(const Life&) = delete;
-  Life& operator=(const Life&) = delete;
-  World& world;
-};
-
-// What a group's children report: every real failure (not Cancelled) that ends a plain child.
-struct Failures {
-  std::mutex mutex;
-  std::vector<std::exception_ptr> seen;  // guarded by mutex
+  weft_test::TaskCounts tasks;
 };
 
 bool is_known(const std::exception_ptr& e) {
@@ -233,21 +223,6 @@ struct Scope {
 
 Task<void> run_block(const Block& block, Scope scope);
 
-template <class T>
-Task<void> reported(Task<T> child, Failures& failures) {
-  try {
-    co_await std::move(child);
-  } catch (const Cancelled&) {
-    throw;
-  } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(failures.mutex);
-      failures.seen.push_back(std::current_exception());
-    }
-    throw;
-  }
-}
-
 Task<void> kept(Task<void> child, std::shared_ptr<std::exception_ptr> failure) {
   try {
     co_await std::move(child);
@@ -260,7 +235,7 @@ Task<void> kept(Task<void> child, std::shared_ptr<std::exception_ptr> failure) {
 }
 
 Task<void> group_node(const Block& body, Scope outer) {
-  Life life(outer.world);
+  Life life(outer.world.tasks);
   auto returned = std::make_shared<std::atomic<bool>>(false);
   Failures failures;
   std::mutex supervised_mutex;
@@ -394,7 +369,7 @@ Task<void> run_statement(const Statement& s, const Scope& scope) {
 }
 
 Task<void> run_block(const Block& block, Scope scope) {
-  Life life(scope.world);
+  Life life(scope.world.tasks);
   for (const Statement& s : block) co_await run_statement(s, scope);
 }
 
@@ -420,7 +395,7 @@ void run_program(const Block& program) {
     check(is_known(std::current_exception()), "the program ended with an unknown exception");
   }
   root_returned->store(true);
-  check(w.started.load() == w.ended.load(), "a task started and never ended");
+  check(w.tasks.balanced(), "a task started and never ended");
   check(w.permits.available() == kPermits, "a semaphore permit was lost");
   check(g_swallowed.load() == 0, "a cancellation was swallowed");
   check(g_unobserved.load() == 0, "a supervised failure went unobserved");

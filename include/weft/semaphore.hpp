@@ -46,6 +46,7 @@
 #include <optional>
 #include <utility>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/waiter.hpp"
 #include "weft/errors.hpp"
 
@@ -188,7 +189,7 @@ class Semaphore {
 
   // Free permits (low 63 bits) | kQueued. Its modification order is the one sequence of
   // every permit transfer, fast and slow.
-  std::atomic<std::uint64_t> state_;
+  detail::atomic<std::uint64_t> state_;
   const std::size_t capacity_;
   std::mutex mutex_;                 // the queue; and state_ while kQueued is set
   detail::Waiter* head_ = nullptr;  // FIFO of PermitWaiters, guarded by mutex_

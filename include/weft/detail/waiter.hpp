@@ -30,8 +30,10 @@
 #include <cstdint>
 #include <mutex>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/fault_injection.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/task.hpp"
 
@@ -56,7 +58,7 @@ struct Waiter : CancelCallbackNode {
   PromiseBase* promise = nullptr;
   // acq_rel CASes: one winner; the winner's writes (a permit, a value) are visible to the
   // resumed task, whose acquire comes from being scheduled.
-  std::atomic<std::uint8_t> state{kSetup};
+  detail::atomic<std::uint8_t> state{kSetup};
 
   // Step 1. False when the scope is already cancelled (the waiter is then Cancelled).
   template <class P>
@@ -71,6 +73,7 @@ struct Waiter : CancelCallbackNode {
     run = &on_cancel;
     marks_own_completion = true;
     fault::at_park(scope);  // test builds only (fault_injection.hpp)
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     if (scope != nullptr && !scope->add_callback(*this)) {
       state.store(kCancelled, std::memory_order_relaxed);
       scope = nullptr;  // nothing registered to remove
@@ -96,6 +99,20 @@ struct Waiter : CancelCallbackNode {
   bool claim_for_wake() noexcept {
     std::uint8_t expected = kWaiting;
     return state.compare_exchange_strong(expected, kNotified, std::memory_order_acq_rel);
+  }
+
+  // Waking by a waker that may find the waiter still in Setup (JoinHandle::join() registers
+  // with its child before it goes Waiting): claims Setup or Waiting -> Notified and returns
+  // the state it claimed from, or kCancelled when a cancellation claimed it. Only a waiter
+  // claimed from Waiting is the waker's to resume; one claimed from Setup goes on by itself
+  // (its start_waiting() fails). acq_rel, as the other CASes.
+  std::uint8_t claim_for_wake_from_setup() noexcept {
+    std::uint8_t seen = state.load(std::memory_order_acquire);
+    while ((seen == kSetup || seen == kWaiting) &&
+           !state.compare_exchange_weak(seen, kNotified, std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
+    }
+    return seen;
   }
 
   // In await_resume: true when the wait ended by cancellation.

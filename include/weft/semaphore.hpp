@@ -114,7 +114,17 @@ class Semaphore {
 
   // A semaphore with `permits` free permits; `permits` is also its capacity. Throws
   // UsageError above kMaxPermits.
+  //
+  //   weft::Semaphore slots(8);          // 8 free, at most 8
   explicit Semaphore(std::size_t permits);
+  // (SPEC r2) `permits` free now, at most `capacity` free ever: Semaphore(0, n) is a signal that
+  // starts empty and that release() fills up to n. Throws UsageError when permits > capacity or
+  // capacity > kMaxPermits. acquire(n)/try_acquire(n) with n > capacity, and a release() that
+  // would take available() above capacity, throw UsageError as with the one-argument form.
+  //
+  //   weft::Semaphore ready(0, 64);      // producers release(), consumers co_await acquire()
+  //   ready.release(3);                  // 3 available; release(62) now throws UsageError
+  Semaphore(std::size_t permits, std::size_t capacity);
   // Terminates the process if tasks still wait on it (they could never be woken). Waits for
   // cancellations that are taking their waiters out of the queue right now.
   ~Semaphore();
@@ -178,9 +188,6 @@ class Semaphore {
   // Grants queued waiters in order while permits suffice; returns them (linked through
   // queue_next) to be resumed after unlocking. Under mutex_, with kQueued set.
   detail::Waiter* grant_locked() noexcept;
-  void link_locked(detail::Waiter& w) noexcept;
-  void unlink_locked(detail::Waiter& w) noexcept;
-  static void resume_granted(detail::Waiter* granted, const detail::Waiter* except) noexcept;
   // The Waiter protocol's leave(): a cancelled waiter takes itself out of the queue.
   static void leave(detail::Waiter* w) noexcept;
   [[noreturn]] void throw_above_capacity(const char* what, std::size_t n) const;
@@ -190,9 +197,8 @@ class Semaphore {
   // every permit transfer, fast and slow.
   std::atomic<std::uint64_t> state_;
   const std::size_t capacity_;
-  std::mutex mutex_;                 // the queue; and state_ while kQueued is set
-  detail::Waiter* head_ = nullptr;  // FIFO of PermitWaiters, guarded by mutex_
-  detail::Waiter* tail_ = nullptr;
+  std::mutex mutex_;            // the queue; and state_ while kQueued is set
+  detail::WaiterList waiters_;  // FIFO of PermitWaiters, guarded by mutex_
 };
 
 // The awaitable of Semaphore::acquire(). Not movable: co_await it where acquire() returns it.

@@ -131,7 +131,11 @@ class Semaphore {
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 
-  class AcquireAwaiter;
+  // The awaitable of acquire(); BasicAcquireAwaiter<false> is the uncancellable acquire that
+  // a Condition uses to take its Lock back after a wait.
+  template <bool kCancellable>
+  class BasicAcquireAwaiter;
+  using AcquireAwaiter = BasicAcquireAwaiter<true>;
 
   // co_await sem.acquire(n) -> SemaphorePermit holding n permits. Waits, in FIFO order,
   // until n permits are free; throws Cancelled if the task is cancelled before or while it
@@ -159,6 +163,12 @@ class Semaphore {
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  friend class Condition;
+  // acquire() that ignores cancellation: it neither checks the scope nor registers a
+  // cancellation callback, so it waits until the permits are granted. For Condition::wait(),
+  // which must hold its Lock again when it ends, also when it ends by cancellation.
+  [[nodiscard]] BasicAcquireAwaiter<false> acquire_uncancellable(std::size_t n);
+
   // A parked acquire: the Waiter protocol's node plus how many permits it asks for.
   struct PermitWaiter : detail::Waiter {
     std::size_t permits = 0;
@@ -202,13 +212,14 @@ class Semaphore {
 };
 
 // The awaitable of Semaphore::acquire(). Not movable: co_await it where acquire() returns it.
-class Semaphore::AcquireAwaiter {
+template <bool kCancellable>
+class Semaphore::BasicAcquireAwaiter {
  public:
-  AcquireAwaiter(Semaphore& s, std::size_t n) noexcept : semaphore_(s), permits_(n) {}
-  AcquireAwaiter(const AcquireAwaiter&) = delete;
-  AcquireAwaiter& operator=(const AcquireAwaiter&) = delete;
+  BasicAcquireAwaiter(Semaphore& s, std::size_t n) noexcept : semaphore_(s), permits_(n) {}
+  BasicAcquireAwaiter(const BasicAcquireAwaiter&) = delete;
+  BasicAcquireAwaiter& operator=(const BasicAcquireAwaiter&) = delete;
   // The Waiter (built only on the slow path) is trivially destructible.
-  ~AcquireAwaiter() {}
+  ~BasicAcquireAwaiter() {}
 
   // Always goes to await_suspend, which learns the task's scope for the cancellation check;
   // on the fast path it does not suspend.
@@ -218,8 +229,8 @@ class Semaphore::AcquireAwaiter {
   bool await_suspend(std::coroutine_handle<P> h) {
     promise_ = detail::weft_promise_of(h);
     // The level-triggered pull check first (two loads when nothing was cancelled).
-    if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
-        [[unlikely]] {
+    if (kCancellable && promise_ != nullptr && promise_->cancel != nullptr &&
+        promise_->cancel->is_cancelled()) [[unlikely]] {
       how_ = How::kCancelledEarly;
       return false;
     }
@@ -245,7 +256,7 @@ class Semaphore::AcquireAwaiter {
     ::new (static_cast<void*>(&waiter_)) PermitWaiter();
     waiter_.permits = permits_;
     // Step 1 of the Waiter protocol; false: already cancelled, the waiter is Cancelled.
-    if (!waiter_.begin(h, &Semaphore::leave, &semaphore_)) return false;
+    if (!waiter_.begin(h, &Semaphore::leave, &semaphore_, kCancellable)) return false;
     return semaphore_.enqueue(waiter_);
   }
 
@@ -257,8 +268,8 @@ class Semaphore::AcquireAwaiter {
     if (waiter_.end()) waiter_.throw_cancelled_here();
     // Granted. Level-triggered: a task cancelled meanwhile (a grant racing its cancellation)
     // hands the permits on to the next waiter and sees Cancelled, as asyncio does.
-    if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
-        [[unlikely]] {
+    if (kCancellable && promise_ != nullptr && promise_->cancel != nullptr &&
+        promise_->cancel->is_cancelled()) [[unlikely]] {
       semaphore_.release(permits_);
       waiter_.throw_cancelled_here();
     }
@@ -279,6 +290,12 @@ inline Semaphore::AcquireAwaiter Semaphore::acquire(std::size_t n) {
   if (n > capacity_) [[unlikely]]
     throw_above_capacity("acquire", n);
   return AcquireAwaiter(*this, n);
+}
+
+inline Semaphore::BasicAcquireAwaiter<false> Semaphore::acquire_uncancellable(std::size_t n) {
+  if (n > capacity_) [[unlikely]]
+    throw_above_capacity("acquire", n);
+  return BasicAcquireAwaiter<false>(*this, n);
 }
 
 inline void Semaphore::release(std::size_t n) {

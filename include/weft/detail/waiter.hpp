@@ -61,11 +61,14 @@ struct Waiter : CancelCallbackNode {
   std::atomic<std::uint8_t> state{kSetup};
 
   // Step 1. False when the scope is already cancelled (the waiter is then Cancelled).
+  // `cancellable` false: no callback is registered, only the primitive can wake the waiter
+  // (Condition::wait() taking its Lock back).
   template <class P>
-  bool begin(std::coroutine_handle<P> h, void (*leave_fn)(Waiter*) noexcept, void* owner) {
+  bool begin(std::coroutine_handle<P> h, void (*leave_fn)(Waiter*) noexcept, void* owner,
+             bool cancellable = true) {
     handle = h;
     promise = weft_promise_of(h);
-    scope = promise != nullptr ? promise->cancel : nullptr;
+    scope = promise != nullptr && cancellable ? promise->cancel : nullptr;
     leave = leave_fn;
     primitive = owner;
     Worker* w = tl_worker;

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "stress_cancel.hpp"
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 namespace {
 
@@ -107,16 +107,12 @@ TEST(ConditionStress, PredicateLoopsWithRandomCancellationsTakeEveryItemOnceWith
     std::vector<std::vector<int>> per_consumer;
     {
       RandomCanceller canceller(static_cast<std::uint64_t>(round) * 31 + 3);
-      per_consumer = rt.block_on([&]() -> Task<std::vector<std::vector<int>>> {
-        std::vector<Task<void>> producers;
-        for (int p = 0; p < kProducers; ++p) producers.push_back(producer(s, p, per_producer, left));
-        std::vector<Task<std::vector<int>>> consumers;
-        for (int c = 0; c < kConsumers; ++c) consumers.push_back(consumer(s, canceller, c));
-        auto [unused, got] = co_await weft::safe_gather(weft::safe_gather(std::move(producers)),
-                                                        weft::safe_gather(std::move(consumers)));
-        (void)unused;
-        co_return std::move(got);
-      }());
+      std::vector<Task<void>> producers;
+      for (int p = 0; p < kProducers; ++p) producers.push_back(producer(s, p, per_producer, left));
+      std::vector<Task<std::vector<int>>> consumers;
+      for (int c = 0; c < kConsumers; ++c) consumers.push_back(consumer(s, canceller, c));
+      per_consumer = rt.block_on(
+          weft_test::producers_and_consumers(std::move(producers), std::move(consumers)));
       RecordProperty("cancels_round_" + std::to_string(round), static_cast<int>(canceller.cancels()));
     }
     EXPECT_EQ(s.lock_missing.load(), 0) << "a wait ended without the lock";

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "stress_cancel.hpp"
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 namespace {
 

@@ -16,12 +16,13 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-using weft_test::HangGuard;
+using weft_test::yield_until;
 
 using weft::CancellationSource;
 using weft::Cancelled;
@@ -29,12 +30,6 @@ using weft::Lock;
 using weft::LockGuard;
 using weft::Runtime;
 using weft::Task;
-
-template <class Pred>
-Task<void> yield_until(Pred pred) {
-  HangGuard guard;
-  while (!pred() && !guard.expired()) co_await weft::this_task::yield();
-}
 
 // Takes the lock, appends `id` to `order` while holding it, and unlocks.
 Task<void> lock_and_note(Lock& lock, std::vector<int>& order, std::atomic<int>& arrived,

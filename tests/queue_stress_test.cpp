@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "stress_cancel.hpp"
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 namespace {
 
@@ -91,19 +91,13 @@ TEST(QueueStress, FourProducersAndFourConsumersWithRandomCancellationsAndTimeout
     Counts counts;
     RandomCanceller canceller(static_cast<std::uint64_t>(round) * 77 + 5);
     std::atomic<int> producers_left{kProducers};
-    std::vector<std::vector<int>> per_consumer =
-        rt.block_on([&]() -> Task<std::vector<std::vector<int>>> {
-          std::vector<Task<void>> producers;
-          for (int p = 0; p < kProducers; ++p)
-            producers.push_back(producer(q, canceller, counts, p, per_producer, producers_left));
-          std::vector<Task<std::vector<int>>> consumers;
-          for (int c = 0; c < kConsumers; ++c)
-            consumers.push_back(consumer(q, canceller, counts, c));
-          auto [unused, got] = co_await weft::safe_gather(
-              weft::safe_gather(std::move(producers)), weft::safe_gather(std::move(consumers)));
-          (void)unused;
-          co_return std::move(got);
-        }());
+    std::vector<Task<void>> producers;
+    for (int p = 0; p < kProducers; ++p)
+      producers.push_back(producer(q, canceller, counts, p, per_producer, producers_left));
+    std::vector<Task<std::vector<int>>> consumers;
+    for (int c = 0; c < kConsumers; ++c) consumers.push_back(consumer(q, canceller, counts, c));
+    const std::vector<std::vector<int>> per_consumer = rt.block_on(
+        weft_test::producers_and_consumers(std::move(producers), std::move(consumers)));
     std::vector<int> seen(static_cast<std::size_t>(kProducers) * per_producer, 0);
     for (const std::vector<int>& got : per_consumer) {
       std::vector<int> last(kProducers, -1);

@@ -17,12 +17,13 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-using weft_test::HangGuard;
+using weft_test::yield_until;
 
 using weft::CancellationSource;
 using weft::Cancelled;
@@ -31,12 +32,6 @@ using weft::QueueClosed;
 using weft::Runtime;
 using weft::Task;
 using weft::UsageError;
-
-template <class Pred>
-Task<void> yield_until(Pred pred) {
-  HangGuard guard;
-  while (!pred() && !guard.expired()) co_await weft::this_task::yield();
-}
 
 struct Log {
   std::atomic<int> arrived{0};

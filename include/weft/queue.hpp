@@ -124,6 +124,11 @@ class Queue : private detail::QueueCore {
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  // What PushAwaiter and PopAwaiter share: the pull check, the fast path under lock_, and
+  // parking on the slow path (queue_impl.hpp).
+  template <class Derived, class W>
+  class WaitOp;
+
   struct alignas(T) Slot {
     unsigned char bytes[sizeof(T)];
   };

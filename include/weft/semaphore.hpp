@@ -229,8 +229,7 @@ class Semaphore::BasicAcquireAwaiter {
   bool await_suspend(std::coroutine_handle<P> h) {
     promise_ = detail::weft_promise_of(h);
     // The level-triggered pull check first (two loads when nothing was cancelled).
-    if (kCancellable && promise_ != nullptr && promise_->cancel != nullptr &&
-        promise_->cancel->is_cancelled()) [[unlikely]] {
+    if (kCancellable && detail::pull_cancelled(promise_)) [[unlikely]] {
       how_ = How::kCancelledEarly;
       return false;
     }
@@ -261,15 +260,11 @@ class Semaphore::BasicAcquireAwaiter {
   }
 
   SemaphorePermit resume_slow() {
-    if (how_ == How::kCancelledEarly) {
-      promise_->saw_cancelled = true;
-      detail::throw_cancelled();
-    }
+    if (how_ == How::kCancelledEarly) detail::throw_cancelled_into(promise_);
     if (waiter_.end()) waiter_.throw_cancelled_here();
     // Granted. Level-triggered: a task cancelled meanwhile (a grant racing its cancellation)
     // hands the permits on to the next waiter and sees Cancelled, as asyncio does.
-    if (kCancellable && promise_ != nullptr && promise_->cancel != nullptr &&
-        promise_->cancel->is_cancelled()) [[unlikely]] {
+    if (kCancellable && detail::pull_cancelled(promise_)) [[unlikely]] {
       semaphore_.release(permits_);
       waiter_.throw_cancelled_here();
     }

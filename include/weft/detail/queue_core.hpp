@@ -46,14 +46,16 @@ namespace weft::detail {
 
 class QueueCore {
  protected:
-  // A parked push: the item it moves in when claimed; `closed`: claimed by close().
+  // A parked push: the item it moves in when claimed; `closed`: claimed by close() (it then
+  // throws QueueClosed). Written by the claimer under lock_, read by the resumed task.
   struct PushWaiter : Waiter {
     void* value = nullptr;  // T*
-    bool closed = false;    // written by the claimer under lock_, read by the resumed task
+    bool closed = false;
   };
-  // A parked pop: where a push hands its item.
+  // A parked pop: where a push hands its item (close() leaves it empty).
   struct PopWaiter : Waiter {
     void* out = nullptr;  // std::optional<T>*
+    bool closed = false;  // unused: pop reports a close as std::nullopt
   };
 
   explicit QueueCore(std::size_t capacity);  // UsageError for 0

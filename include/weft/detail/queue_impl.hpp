@@ -13,14 +13,16 @@
 
 namespace weft {
 
-// The awaitable of Queue::push(). Not movable: co_await it where push() returns it.
+// PushAwaiter and PopAwaiter (CRTP): Derived says what a push or pop can do now
+// (ready_locked(): kDone, kClosed, or kWaited when it must park), does it
+// (complete_locked(), which returns a claimed waiter to resume), where it parks (parked())
+// and what its waiter carries (prepare()).
 template <class T>
-class Queue<T>::PushAwaiter {
+template <class Derived, class W>
+class Queue<T>::WaitOp {
  public:
-  PushAwaiter(Queue& q, T& value) noexcept : queue_(q), value_(value) {}
-  PushAwaiter(const PushAwaiter&) = delete;
-  PushAwaiter& operator=(const PushAwaiter&) = delete;
-  ~PushAwaiter() {}  // the Waiter (slow path only) is trivially destructible
+  WaitOp(const WaitOp&) = delete;
+  WaitOp& operator=(const WaitOp&) = delete;
 
   bool await_ready() const noexcept { return false; }
 
@@ -28,64 +30,71 @@ class Queue<T>::PushAwaiter {
   bool await_suspend(std::coroutine_handle<P> h) {
     promise_ = detail::weft_promise_of(h);
     // The level-triggered pull check first: Cancelled wins over everything.
-    if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
-        [[unlikely]] {
+    if (detail::pull_cancelled(promise_)) [[unlikely]] {
       how_ = How::kCancelledEarly;
       return false;
     }
     detail::Waiter* woken = nullptr;
     {
       std::lock_guard<detail::SpinLock> lock(queue_.lock_);
-      if (queue_.closed_.load(std::memory_order_relaxed)) [[unlikely]] {
-        how_ = How::kClosed;
-        return false;
-      }
-      if (queue_.can_push_locked()) [[likely]] {
-        woken = queue_.push_locked(value_);
-        how_ = How::kDone;
-      }
+      how_ = self().ready_locked();
+      if (how_ != How::kWaited) [[likely]]
+        woken = self().complete_locked(how_);
     }
-    if (how_ == How::kDone) [[likely]] {
-      detail::resume_claimed(woken);
-      return false;
-    }
-    return wait_slow(h);
+    if (how_ == How::kWaited) [[unlikely]]
+      return wait_slow(h);
+    detail::resume_claimed(woken);
+    return false;
   }
 
-  void await_resume() {
-    if (how_ == How::kDone) [[likely]]
-      return;
-    if (how_ == How::kCancelledEarly) {
-      promise_->saw_cancelled = true;
-      detail::throw_cancelled();
-    }
-    if (how_ == How::kClosed) throw QueueClosed();
-    if (waiter_.end()) waiter_.throw_cancelled_here();
-    if (waiter_.closed) throw QueueClosed();
+ protected:
+  enum class How : std::uint8_t { kWaited, kDone, kClosed, kCancelledEarly };
+
+  explicit WaitOp(Queue& q) noexcept : queue_(q) {}
+  ~WaitOp() {}  // the Waiter (slow path only) is trivially destructible
+
+  // await_resume()'s common part: throws Cancelled if the wait ended by cancellation; then
+  // the operation completed (kDone), or found the queue closed (closed()).
+  void resume_or_throw_cancelled() {
+    if (how_ == How::kCancelledEarly) [[unlikely]]
+      detail::throw_cancelled_into(promise_);
+    // Claimed (an item moved, or closed) wins over a cancellation that came later.
+    if (how_ == How::kWaited && waiter_.end()) waiter_.throw_cancelled_here();
   }
+  bool closed() const noexcept {
+    return how_ == How::kClosed || (how_ == How::kWaited && waiter_.closed);
+  }
+
+  Queue& queue_;
+  detail::PromiseBase* promise_ = nullptr;
+  How how_ = How::kWaited;
+  union {
+    W waiter_;  // constructed by wait_slow() only: the fast path does not initialise it
+  };
 
  private:
-  enum class How : std::uint8_t { kWaited, kDone, kCancelledEarly, kClosed };
+  Derived& self() noexcept { return static_cast<Derived&>(*this); }
 
   template <class P>
   bool wait_slow(std::coroutine_handle<P> h) {
-    ::new (static_cast<void*>(&waiter_)) PushWaiter();
-    waiter_.value = &value_;
-    // false: already cancelled, the waiter is Cancelled and end() says so.
-    if (!waiter_.begin(h, &Queue::leave_push, &queue_)) return false;
+    ::new (static_cast<void*>(&waiter_)) W();
+    self().prepare(waiter_);
+    // false: already cancelled; the waiter is Cancelled and end() says so.
+    if (!waiter_.begin(h, Derived::kLeave, &queue_)) return false;
     detail::Waiter* woken = nullptr;
     bool park = false;
     {
       std::lock_guard<detail::SpinLock> lock(queue_.lock_);
-      if (queue_.closed_.load(std::memory_order_relaxed)) {
-        waiter_.closed = true;
-        waiter_.satisfy_now();  // fails if a cancellation won: then Cancelled
-      } else if (queue_.can_push_locked()) {
-        // Claim ourselves before moving: a cancellation that won keeps the item with us.
-        if (waiter_.satisfy_now()) woken = queue_.push_locked(value_);
-      } else if (waiter_.start_waiting()) {
-        queue_.pushers_.push_back(waiter_);
-        park = true;
+      const How now = self().ready_locked();
+      if (now == How::kWaited) {
+        if (waiter_.start_waiting()) {  // else cancelled during begin(): never linked
+          self().parked().push_back(waiter_);
+          park = true;
+        }
+      } else if (waiter_.satisfy_now()) {
+        // Claimed ourselves before moving anything: a cancellation that won moves nothing.
+        waiter_.closed = now == How::kClosed;
+        woken = self().complete_locked(now);
       }
       assert(queue_.invariants_hold_locked());
     }
@@ -93,96 +102,69 @@ class Queue<T>::PushAwaiter {
     detail::resume_claimed(woken);
     return park;
   }
+};
 
-  Queue& queue_;
-  T& value_;
-  detail::PromiseBase* promise_ = nullptr;
-  How how_ = How::kWaited;
-  union {
-    PushWaiter waiter_;  // constructed by wait_slow() only
-  };
+// The awaitable of Queue::push(). Not movable: co_await it where push() returns it.
+template <class T>
+class Queue<T>::PushAwaiter : public WaitOp<PushAwaiter, PushWaiter> {
+  using Base = WaitOp<PushAwaiter, PushWaiter>;
+  using How = typename Base::How;
+  friend Base;
+
+ public:
+  PushAwaiter(Queue& q, T& value) noexcept : Base(q), value_(value) {}
+
+  void await_resume() {
+    this->resume_or_throw_cancelled();
+    if (this->closed()) throw QueueClosed();
+  }
+
+ private:
+  static constexpr auto kLeave = &Queue::leave_push;
+  How ready_locked() const noexcept {
+    if (this->queue_.closed_.load(std::memory_order_relaxed)) [[unlikely]]
+      return How::kClosed;
+    return this->queue_.can_push_locked() ? How::kDone : How::kWaited;
+  }
+  detail::Waiter* complete_locked(How how) noexcept {
+    return how == How::kDone ? this->queue_.push_locked(value_) : nullptr;
+  }
+  detail::WaiterList& parked() noexcept { return this->queue_.pushers_; }
+  void prepare(PushWaiter& w) noexcept { w.value = &value_; }
+
+  T& value_;  // moved from only when the item enters
 };
 
 // The awaitable of Queue::pop(). Not movable: co_await it where pop() returns it.
 template <class T>
-class Queue<T>::PopAwaiter {
+class Queue<T>::PopAwaiter : public WaitOp<PopAwaiter, PopWaiter> {
+  using Base = WaitOp<PopAwaiter, PopWaiter>;
+  using How = typename Base::How;
+  friend Base;
+
  public:
-  explicit PopAwaiter(Queue& q) noexcept : queue_(q) {}
-  PopAwaiter(const PopAwaiter&) = delete;
-  PopAwaiter& operator=(const PopAwaiter&) = delete;
-  ~PopAwaiter() {}
-
-  bool await_ready() const noexcept { return false; }
-
-  template <class P>
-  bool await_suspend(std::coroutine_handle<P> h) {
-    promise_ = detail::weft_promise_of(h);
-    if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
-        [[unlikely]] {
-      how_ = How::kCancelledEarly;
-      return false;
-    }
-    detail::Waiter* woken = nullptr;
-    {
-      std::lock_guard<detail::SpinLock> lock(queue_.lock_);
-      if (queue_.size_.load(std::memory_order_relaxed) != 0) [[likely]] {
-        woken = queue_.pop_locked(result_);
-        how_ = How::kDone;
-      } else if (queue_.closed_.load(std::memory_order_relaxed)) {
-        how_ = How::kDone;  // closed and drained: nullopt
-      }
-    }
-    if (how_ == How::kDone) [[likely]] {
-      detail::resume_claimed(woken);
-      return false;
-    }
-    return wait_slow(h);
-  }
+  explicit PopAwaiter(Queue& q) noexcept : Base(q) {}
 
   std::optional<T> await_resume() {
-    if (how_ == How::kCancelledEarly) [[unlikely]] {
-      promise_->saw_cancelled = true;
-      detail::throw_cancelled();
-    }
-    // Notified with an item (or closed: none) wins over a cancellation that came later.
-    if (how_ == How::kWaited && waiter_.end()) waiter_.throw_cancelled_here();
+    this->resume_or_throw_cancelled();
     return std::move(result_);
   }
 
  private:
-  enum class How : std::uint8_t { kWaited, kDone, kCancelledEarly };
-
-  template <class P>
-  bool wait_slow(std::coroutine_handle<P> h) {
-    ::new (static_cast<void*>(&waiter_)) PopWaiter();
-    waiter_.out = &result_;
-    if (!waiter_.begin(h, &Queue::leave_pop, &queue_)) return false;
-    detail::Waiter* woken = nullptr;
-    bool park = false;
-    {
-      std::lock_guard<detail::SpinLock> lock(queue_.lock_);
-      if (queue_.size_.load(std::memory_order_relaxed) != 0) {
-        // Claim ourselves before taking: a cancellation that won leaves the item queued.
-        if (waiter_.satisfy_now()) woken = queue_.pop_locked(result_);
-      } else if (queue_.closed_.load(std::memory_order_relaxed)) {
-        waiter_.satisfy_now();  // nullopt, unless a cancellation won
-      } else if (waiter_.start_waiting()) {
-        queue_.poppers_.push_back(waiter_);
-        park = true;
-      }
-      assert(queue_.invariants_hold_locked());
-    }
-    detail::resume_claimed(woken);
-    return park;
+  static constexpr auto kLeave = &Queue::leave_pop;
+  // An item queued: take it; none and closed: done with nullopt; else park.
+  How ready_locked() const noexcept {
+    if (this->queue_.size_.load(std::memory_order_relaxed) != 0) [[likely]]
+      return How::kDone;
+    return this->queue_.closed_.load(std::memory_order_relaxed) ? How::kClosed : How::kWaited;
   }
+  detail::Waiter* complete_locked(How how) noexcept {
+    return how == How::kDone ? this->queue_.pop_locked(result_) : nullptr;
+  }
+  detail::WaiterList& parked() noexcept { return this->queue_.poppers_; }
+  void prepare(PopWaiter& w) noexcept { w.out = &result_; }
 
-  Queue& queue_;
   std::optional<T> result_;  // written by a pusher that claimed the waiter, under lock_
-  detail::PromiseBase* promise_ = nullptr;
-  How how_ = How::kWaited;
-  union {
-    PopWaiter waiter_;
-  };
 };
 
 template <class T>

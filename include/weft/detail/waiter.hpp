@@ -111,14 +111,26 @@ struct Waiter : CancelCallbackNode {
   }
 
   // Throws Cancelled into the awaiting task.
-  [[noreturn, gnu::always_inline]] void throw_cancelled_here() const {
-    if (promise != nullptr) promise->saw_cancelled = true;
-    throw_cancelled();
-  }
+  [[noreturn]] void throw_cancelled_here() const;
 
  private:
   static void on_cancel(CancelCallbackNode* node) noexcept;
 };
+
+// The level-triggered pull check that a primitive's fast path makes before it completes
+// without suspending: two loads when nothing was cancelled.
+[[gnu::always_inline]] inline bool pull_cancelled(const PromiseBase* p) noexcept {
+  return p != nullptr && p->cancel != nullptr && p->cancel->is_cancelled();
+}
+
+// Throws Cancelled into the task of `p` (null: not a weft task), remembering that it was
+// handed Cancelled.
+[[noreturn, gnu::always_inline]] inline void throw_cancelled_into(PromiseBase* p) {
+  if (p != nullptr) p->saw_cancelled = true;
+  throw_cancelled();
+}
+
+inline void Waiter::throw_cancelled_here() const { throw_cancelled_into(promise); }
 
 // Resumes `h` on `s` (from any thread); runs it inline when there is no scheduler (a waiter
 // that parked outside a runtime).

@@ -1,6 +1,7 @@
-// Random cancellation for the stress tests of the waiting primitives (lock, condition, queue):
-// each operation runs plain, under a random timeout, or under a fresh CancellationSource that
-// a canceller thread cancels at a random moment.
+// Helpers for the tests of the waiting primitives (Lock, Condition, Queue): yield_until, a
+// random canceller for the stress tests (each operation runs plainly, under a random timeout,
+// or under a fresh CancellationSource that a canceller thread cancels at a random moment), and
+// the producers-and-consumers gather.
 #pragma once
 
 #include <weft/weft.hpp>
@@ -16,6 +17,25 @@
 #include "test_support.hpp"
 
 namespace weft_test {
+
+// Yields until `pred()` holds (other tasks on the runtime run meanwhile). On a 1-worker
+// runtime a task seen to have arrived somewhere, by a task that yielded meanwhile, has run
+// up to its next park.
+template <class Pred>
+weft::Task<void> yield_until(Pred pred) {
+  HangGuard guard;
+  while (!pred() && !guard.expired()) co_await weft::this_task::yield();
+}
+
+// Runs the producers and the consumers at once; returns what each consumer returned.
+template <class R>
+weft::Task<std::vector<R>> producers_and_consumers(std::vector<weft::Task<void>> producers,
+                                                   std::vector<weft::Task<R>> consumers) {
+  auto [unused, got] = co_await weft::safe_gather(weft::safe_gather(std::move(producers)),
+                                                  weft::safe_gather(std::move(consumers)));
+  (void)unused;
+  co_return std::move(got);
+}
 
 // A foreign thread that cancels the sources operations registered, at random moments.
 class RandomCanceller {

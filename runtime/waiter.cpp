@@ -30,7 +30,7 @@ void resume_waiter(Scheduler* s, std::coroutine_handle<> h) {
   else h.resume();
 }
 
-bool WaiterList::has_waiting() const noexcept {
+bool WaiterList::any_waiting() const noexcept {
   for (Waiter* w = head_; w != nullptr; w = w->queue_next)
     // Acquire pairs with the acq_rel CAS in on_cancel(): a claim is seen before its leave().
     if (w->state.load(std::memory_order_acquire) != Waiter::kCancelled) return true;
@@ -88,7 +88,7 @@ Waiter* WaiterList::claim_all() noexcept {
   return chain;
 }
 
-void resume_claimed(Waiter* chain, const Waiter* except) noexcept {
+void resume_chain(Waiter* chain, const Waiter* except) noexcept {
   while (chain != nullptr) {
     Waiter* next = chain->queue_next;  // read first: a resumed task may free its waiter
     if (chain != except) resume_waiter(chain->scheduler, chain->handle);

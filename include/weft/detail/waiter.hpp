@@ -152,7 +152,8 @@ class WaiterList {
   bool empty() const noexcept { return head_ == nullptr; }
   Waiter* front() const noexcept { return head_; }
   // True when a linked waiter is still Waiting (not only Cancelled ones on their way out).
-  bool has_waiting() const noexcept;
+  // Inline when the list is empty (the fast paths of try_push and friends).
+  bool has_waiting() const noexcept { return head_ != nullptr && any_waiting(); }
   // Links `w` (Waiting, not linked) at the tail.
   void push_back(Waiter& w) noexcept;
   // Unlinks `w` if it is linked; false when it was not (a leave() after a claim, or a waiter
@@ -165,13 +166,18 @@ class WaiterList {
   Waiter* claim_all() noexcept;
 
  private:
+  bool any_waiting() const noexcept;
+
   Waiter* head_ = nullptr;
   Waiter* tail_ = nullptr;
 };
 
 // Resumes every waiter of a claimed chain but `except` (a waiter that goes on without having
 // suspended). Reads each link before resuming: a resumed task may free its waiter at once.
-void resume_claimed(Waiter* chain, const Waiter* except = nullptr) noexcept;
+void resume_chain(Waiter* chain, const Waiter* except) noexcept;
+inline void resume_claimed(Waiter* chain, const Waiter* except = nullptr) noexcept {
+  if (chain != nullptr) resume_chain(chain, except);  // inline when nothing was claimed
+}
 
 // Prints "weft: <what> was destroyed while tasks were waiting on it" and terminates.
 [[noreturn]] void die_destroyed_while_waited_on(const char* what) noexcept;

@@ -4,7 +4,7 @@ namespace weft {
 
 Event::~Event() {
   std::unique_lock<std::mutex> lock(mutex_);
-  detail::drain_cancelled_waiters_or_die(lock, &head_, "an Event");
+  detail::drain_cancelled_waiters_or_die(lock, waiters_, "an Event");
 }
 
 bool Event::is_set() const {
@@ -24,29 +24,14 @@ bool Event::enqueue(detail::Waiter& w) {
     return false;
   }
   if (!w.start_waiting()) return false;  // cancelled during begin(): never queued
-  w.queue_prev = tail_;
-  w.queue_next = nullptr;
-  if (tail_ != nullptr) tail_->queue_next = &w;
-  else head_ = &w;
-  tail_ = &w;
-  w.queued = true;
+  waiters_.push_back(w);
   return true;
 }
 
 void Event::leave(detail::Waiter* w) noexcept {
   auto* self = static_cast<Event*>(w->primitive);
   std::lock_guard<std::mutex> lock(self->mutex_);
-  self->leave_locked(w);
-}
-
-void Event::leave_locked(detail::Waiter* w) noexcept {
-  auto* self = this;
-  if (!w->queued) return;
-  if (w->queue_prev != nullptr) w->queue_prev->queue_next = w->queue_next;
-  else self->head_ = w->queue_next;
-  if (w->queue_next != nullptr) w->queue_next->queue_prev = w->queue_prev;
-  else self->tail_ = w->queue_prev;
-  w->queued = false;
+  self->waiters_.remove(*w);
 }
 
 void Event::set() {
@@ -54,22 +39,10 @@ void Event::set() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     set_ = true;
-    for (detail::Waiter* w = head_; w != nullptr;) {
-      detail::Waiter* next = w->queue_next;
-      // Queued waiters are Waiting or Cancelled.
-      if (w->claim_for_wake()) {
-        leave_locked(w);
-        w->queue_next = woken;  // ours until scheduled
-        woken = w;
-      }  // else Cancelled: stays queued, its on_cancel unlinks it
-      w = next;
-    }
+    // Cancelled waiters stay queued: their leave() unlinks them.
+    woken = waiters_.claim_all();
   }
-  while (woken != nullptr) {
-    detail::Waiter* next = woken->queue_next;
-    detail::resume_waiter(woken->scheduler, woken->handle);
-    woken = next;
-  }
+  detail::resume_claimed(woken);
 }
 
 }  // namespace weft

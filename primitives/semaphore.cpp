@@ -2,8 +2,8 @@
 //
 // State. One atomic word, state_ = free | Q: `free` (low 63 bits) is the number of permits
 // nobody holds and nobody has been granted; Q (the top bit) says "a waiter is linked in the
-// queue". The queue (head_/tail_) is guarded by mutex_ and holds PermitWaiters (detail::Waiter
-// plus the count they want), each Waiting or Cancelled (a Cancelled one's leave() is on its
+// queue". The queue (waiters_, a detail::WaiterList) is guarded by mutex_ and holds
+// PermitWaiters (detail::Waiter plus the count they want), each Waiting or Cancelled (a Cancelled one's leave() is on its
 // way to unlink it; it is owed nothing and holds nobody back).
 //
 // Invariants.
@@ -15,8 +15,10 @@
 //       waiter wants more than `free` (grant_locked() runs last in every section that adds
 //       permits or changes the queue).
 //   I4. Permits are conserved: free + permits held + permits granted to waiters not yet
-//       resumed = capacity, except for permits a holder released by hand beyond that (which a
-//       capacity check turns into UsageError).
+//       resumed changes only by Semaphore::release() by hand (a permit's release gives back
+//       what it took), starts at the initial permits, and free never exceeds the capacity
+//       (a release that would take it there throws UsageError and changes nothing). With
+//       Semaphore(0, n) (a signal) the sum starts at 0 and grows by the hand releases.
 //
 // Paths.
 //   Fast acquire (await_suspend, inline): the scope's pull check, then CAS free -> free - n
@@ -66,15 +68,21 @@ namespace weft {
 
 using detail::Waiter;
 
-Semaphore::Semaphore(std::size_t permits) : state_(permits), capacity_(permits) {
-  if (permits > kMaxPermits)
-    throw UsageError("Semaphore: " + std::to_string(permits) + " permits exceed the maximum of " +
-                     std::to_string(kMaxPermits));
+Semaphore::Semaphore(std::size_t permits) : Semaphore(permits, permits) {}
+
+Semaphore::Semaphore(std::size_t permits, std::size_t capacity)
+    : state_(permits), capacity_(capacity) {
+  if (capacity > kMaxPermits)
+    throw UsageError("Semaphore: a capacity of " + std::to_string(capacity) +
+                     " permits exceeds the maximum of " + std::to_string(kMaxPermits));
+  if (permits > capacity)
+    throw UsageError("Semaphore(" + std::to_string(permits) + ", " + std::to_string(capacity) +
+                     "): more initial permits than the capacity");
 }
 
 Semaphore::~Semaphore() {
   std::unique_lock<std::mutex> lock(mutex_);
-  detail::drain_cancelled_waiters_or_die(lock, &head_, "a Semaphore");
+  detail::drain_cancelled_waiters_or_die(lock, waiters_, "a Semaphore");
 }
 
 void Semaphore::throw_above_capacity(const char* what, std::size_t n) const {
@@ -89,30 +97,13 @@ void Semaphore::throw_over_release(std::size_t n, std::size_t available) const {
                    " permits free would exceed the capacity (released more than acquired?)");
 }
 
-void Semaphore::link_locked(Waiter& w) noexcept {
-  w.queue_prev = tail_;
-  w.queue_next = nullptr;
-  if (tail_ != nullptr) tail_->queue_next = &w;
-  else head_ = &w;
-  tail_ = &w;
-  w.queued = true;
-}
-
-void Semaphore::unlink_locked(Waiter& w) noexcept {
-  if (w.queue_prev != nullptr) w.queue_prev->queue_next = w.queue_next;
-  else head_ = w.queue_next;
-  if (w.queue_next != nullptr) w.queue_next->queue_prev = w.queue_prev;
-  else tail_ = w.queue_prev;
-  w.queued = false;
-}
-
 Waiter* Semaphore::grant_locked() noexcept {
   // Q is set and we hold the lock, so the word is ours (I2). Acquire: see the permit
   // holders' writes that reached it through earlier lock-free RMWs.
   std::uint64_t free = state_.load(std::memory_order_acquire) & ~kQueued;
   Waiter* granted = nullptr;
   Waiter** granted_tail = &granted;
-  for (Waiter* w = head_; w != nullptr;) {
+  for (Waiter* w = waiters_.front(); w != nullptr;) {
     Waiter* next = w->queue_next;
     // Acquire pairs with the cancellation's CAS; a stale Waiting only means we treat a
     // cancelled waiter as live for one more round: its leave() reruns this loop.
@@ -121,7 +112,7 @@ Waiter* Semaphore::grant_locked() noexcept {
       if (wanted > free) break;  // FIFO: nobody behind it may overtake it
       if (w->claim_for_wake()) {
         free -= wanted;
-        unlink_locked(*w);
+        waiters_.remove(*w);
         w->queue_next = nullptr;  // ours until resumed: reuse the link for the granted list
         *granted_tail = w;
         granted_tail = &w->queue_next;
@@ -131,16 +122,8 @@ Waiter* Semaphore::grant_locked() noexcept {
   }
   // Release pairs with the acquire CAS of a lock-free acquire once Q is clear: the permits'
   // last holders' writes are visible to their next holder.
-  state_.store(free | (head_ != nullptr ? kQueued : 0), std::memory_order_release);
+  state_.store(free | (waiters_.empty() ? 0 : kQueued), std::memory_order_release);
   return granted;
-}
-
-void Semaphore::resume_granted(Waiter* granted, const Waiter* except) noexcept {
-  while (granted != nullptr) {
-    Waiter* next = granted->queue_next;  // read first: a resumed task may free its waiter
-    if (granted != except) detail::resume_waiter(granted->scheduler, granted->handle);
-    granted = next;
-  }
 }
 
 bool Semaphore::enqueue(PermitWaiter& w) {
@@ -164,7 +147,7 @@ bool Semaphore::enqueue(PermitWaiter& w) {
       }
     }
     if (!w.start_waiting()) return false;  // cancelled during begin(): never linked
-    link_locked(w);
+    waiters_.push_back(w);
     // From here on every release sees Q and comes through the lock (see "No lost wake-up").
     // acq_rel: an RMW in the one modification order with the lock-free CASes.
     state_.fetch_or(kQueued, std::memory_order_acq_rel);
@@ -176,7 +159,7 @@ bool Semaphore::enqueue(PermitWaiter& w) {
   // Not suspended yet: if this waiter was granted, it goes on without suspending; any other
   // waiter granted here is resumed. If it was not granted, it may already be running on
   // another thread (a release or a cancellation): touch nothing of it from here on.
-  resume_granted(granted, &w);
+  detail::resume_claimed(granted, &w);
   return !granted_here;
 }
 
@@ -199,7 +182,7 @@ void Semaphore::release_slow(std::size_t n) {
     state_.store((free + n) | kQueued, std::memory_order_relaxed);
     granted = grant_locked();
   }
-  resume_granted(granted, nullptr);
+  detail::resume_claimed(granted);
 }
 
 void Semaphore::leave(Waiter* w) noexcept {
@@ -207,12 +190,12 @@ void Semaphore::leave(Waiter* w) noexcept {
   Waiter* granted = nullptr;
   {
     std::lock_guard<std::mutex> lock(self->mutex_);
-    if (!w->queued) return;  // cancelled before it was linked: nothing to undo
-    self->unlink_locked(*w);
+    // Not linked: cancelled before it was linked, nothing to undo.
+    if (!self->waiters_.remove(*w)) return;
     // It may have held back smaller requests behind it (I3): let them through.
     granted = self->grant_locked();
   }
-  resume_granted(granted, nullptr);
+  detail::resume_claimed(granted);
 }
 
 std::optional<SemaphorePermit> Semaphore::try_acquire(std::size_t n) {
@@ -228,8 +211,7 @@ std::optional<SemaphorePermit> Semaphore::try_acquire(std::size_t n) {
     if (try_take_fast(n)) return SemaphorePermit(*this, n);
     return std::nullopt;
   }
-  for (Waiter* w = head_; w != nullptr; w = w->queue_next)
-    if (w->state.load(std::memory_order_acquire) != Waiter::kCancelled) return std::nullopt;
+  if (waiters_.has_waiting()) return std::nullopt;
   if ((s & ~kQueued) < n) return std::nullopt;
   // Q stays set: the cancelled waiters are still linked (I1). The word is ours (I2).
   state_.store(s - n, std::memory_order_relaxed);

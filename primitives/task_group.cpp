@@ -4,6 +4,7 @@
 #include <exception>
 #include <typeinfo>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/waiter.hpp"
 #include "weft/task_group.hpp"
 
@@ -76,9 +77,11 @@ std::coroutine_handle<> GroupState::child_finished(Joiner* self, PromiseBase& ch
     while ((child.handoff.load(std::memory_order_acquire) & PromiseBase::kPinning) != 0) cpu_relax();
   }
   if ((before & PromiseBase::kJoinWaiting) != 0) [[unlikely]] {
-    // The joiner holds the handle while it waits: the frame is alive until we clear the bit.
+    // The joiner holds the handle while it waits: the frame is alive until we clear the bit,
+    // and so is the waiter (a joiner we or a cancellation claimed while it was still in Setup
+    // waits for the bit in join_leave()).
     Waiter* joiner = child.group_child.join_waiter;
-    const bool ours = joiner->claim_for_wake();
+    const bool ours = joiner->claim_for_wake_from_setup() == Waiter::kWaiting;
     Scheduler* scheduler = joiner->scheduler;
     std::coroutine_handle<> resume = joiner->handle;
     // Release: our last touch of the waiter; a cancelled join waits for this (join_leave()).
@@ -166,7 +169,7 @@ bool hold_group_through(PromiseBase& child) noexcept {
 }
 
 void drop_child_frame(PromiseBase& child, void* frame, bool observed) noexcept {
-  std::atomic<std::uint8_t>& handoff = child.handoff;
+  detail::atomic<std::uint8_t>& handoff = child.handoff;
   // Acquire (both): pairs with the child's fetch_or; it no longer touches the frame.
   std::uint8_t state = handoff.load(std::memory_order_acquire);
   const bool finished = (state & PromiseBase::kChildFinished) != 0;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <thread>
 
+#include "seeded_rng.hpp"
 #include "weft/detail/cancel_state.hpp"
 
 namespace weft::detail::fault {
@@ -42,17 +43,9 @@ std::uint32_t draw_ppm() noexcept {
   if (tl_rng.generation != generation) {
     tl_rng.generation = generation;
     const std::uint64_t thread = g_next_thread.fetch_add(1, std::memory_order_relaxed);
-    // splitmix64 of (seed, thread): distinct, well-mixed, never zero in practice.
-    std::uint64_t z = g_seed.load(std::memory_order_relaxed) + 0x9e3779b97f4a7c15ULL * (thread + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    tl_rng.state = (z ^ (z >> 31)) | 1;
+    tl_rng.state = seeded_state(g_seed.load(std::memory_order_relaxed), thread);
   }
-  std::uint64_t& x = tl_rng.state;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return static_cast<std::uint32_t>(x % 1'000'000);
+  return static_cast<std::uint32_t>(next_draw(tl_rng.state) % 1'000'000);
 }
 
 // One draw per point: [0, cancel) cancels, [cancel, cancel + yield) yields, then (checkpoints

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <deque>
 #include <mutex>
+#include "weft/detail/atomic_shim.hpp"
 
 namespace weft::detail {
 
@@ -38,7 +39,7 @@ class InjectionQueue {
  private:
   std::mutex mutex_;
   std::deque<void*> items_;
-  std::atomic<std::size_t> length_{0};
+  detail::atomic<std::size_t> length_{0};
 };
 
 }  // namespace weft::detail

@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "scheduler.hpp"
+#include "weft/detail/atomic_shim.hpp"
 
 namespace weft::detail {
 namespace {
@@ -57,7 +58,7 @@ void init_barrier() {
 // membarrier call failed (it may, with ENOMEM): publishers without a fence may then be
 // unseen, and the caller must not sleep without a bound.
 bool heavy_barrier() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  detail::thread_fence(std::memory_order_seq_cst);
   if (!g_have_membarrier) return true;
   return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }

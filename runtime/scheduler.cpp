@@ -9,8 +9,10 @@
 #include <string>
 #include <system_error>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/join_state.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/detail/testing.hpp"
 #include "weft/task.hpp"
 
@@ -72,7 +74,7 @@ Scheduler::~Scheduler() {
 void Scheduler::stop_and_join_workers() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
   // Orders the store before wake_all()'s loads of park_state (Dekker with park()'s S1/S4).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  detail::thread_fence(std::memory_order_seq_cst);
   wake_all();
   for (std::thread& t : threads_) t.join();
 }
@@ -112,6 +114,7 @@ void Scheduler::start_thread(Worker& w, const RuntimeOptions& options) {
 
 void Scheduler::run_worker(Worker& w) {
   tl_worker = &w;
+  perturb::set_worker_slot(w.index);  // test builds only (perturb.hpp)
   w.rng_state = 0x9e3779b97f4a7c15ULL * (w.index + 1);
   while (void* item = find_work(w)) {
     bump(w.counters.tasks_run);
@@ -156,9 +159,16 @@ void* Scheduler::find_work(Worker& w) {
 void* Scheduler::try_steal(Worker& w) {
   const std::size_t n = workers_.size();
   if (n < 2) return nullptr;
-  const std::size_t start = next_random(w.rng_state) % n;
+  std::size_t start = next_random(w.rng_state) % n;
+  bool backwards = false;
+  // Test builds only (perturb.hpp): the victim order comes from the seeded draws.
+  if (perturb::kEnabled && perturb::active()) {
+    const perturb::StealOrder order = perturb::steal_order(n);
+    start = order.start;
+    backwards = order.backwards;
+  }
   for (std::size_t k = 0; k < n; ++k) {
-    Worker& victim = *workers_[(start + k) % n];
+    Worker& victim = *workers_[(backwards ? start + n - k : start + k) % n];
     if (&victim == &w) continue;
     bump(w.counters.steal_attempts);
     if (void* item = victim.deque.steal().item) {
@@ -182,7 +192,7 @@ void Scheduler::inject(std::coroutine_handle<> h) {
   // from outside is still in here.
   injected_.push_and(h.address(), [this] {
     // Pairs with the parking protocol (parking.cpp): publish, full fence, check for sleepers.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    detail::thread_fence(std::memory_order_seq_cst);
     if (idle_.sleepers.load(std::memory_order_relaxed) != 0) wake_one(nullptr);
   });
 }

@@ -12,6 +12,7 @@
 
 #include "blocking_pool.hpp"
 #include "injection_queue.hpp"
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/root.hpp"
 #include "weft/detail/timer_service.hpp"
 #include "weft/detail/worker.hpp"
@@ -64,7 +65,7 @@ class Scheduler {
   IdleCount idle_;
   InjectionQueue injected_;
   // seq_cst: checked by a parking worker after announcing itself, set before wake_all().
-  std::atomic<bool> stopping_{false};
+  detail::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;
   BlockingPool blocking_;
 

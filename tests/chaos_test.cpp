@@ -1,299 +1,20 @@
-// Chaos (issue 10, lanes 1 and 6): seeded random trees of task groups whose leaves use every
-// primitive (checkpoints, yields, a semaphore, sleeps, timeouts, gathers, wait_any) and fail at
-// random, run with weft's fault injection on (weft/detail/fault_injection.hpp: tasks get
-// cancelled, throw or lose the CPU at weft's suspension points). After every round:
-//   - every group returned (a hang guard: the round's Future must end within a minute);
-//   - every task that started ended, exactly once (a counter in each frame);
-//   - no semaphore permit was lost;
-//   - nothing ran after its group had returned (each task checks its owner's flag);
-//   - every real failure of a child is in its group's ExceptionGroup (never lost, also when the
-//     group was cancelled);
-//   - the round ended with a value, an ExceptionGroup or Cancelled, and nothing else;
-// and ASan/LSan report no leak in the sanitizer builds.
+// Chaos (issue 10, lanes 1 and 6): the chaos workload (chaos_workload.hpp: random trees of task
+// groups over every primitive, its invariants checked after every round) run with weft's fault
+// injection on (weft/detail/fault_injection.hpp: tasks get cancelled, throw or lose the CPU at
+// weft's suspension points).
 //
 // Links the fault injection build of weft. With WEFT_SOAK_SECONDS=N in the environment the
 // test runs rounds for N seconds instead of a fixed count and prints its counts (tools/soak).
-#include <weft/detail/fault_injection.hpp>
-#include <weft/weft.hpp>
-
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
-#include <memory>
-#include <mutex>
-#include <stdexcept>
-#include <string>
-#include <vector>
 
-#include "test_support.hpp"
+#include "chaos_workload.hpp"
 
 namespace {
 
-using namespace std::chrono_literals;
-namespace fault = weft::detail::fault;
-using weft::Cancelled;
-using weft::ExceptionGroup;
-using weft::Task;
-using weft::TaskGroup;
-using weft_test::Rng;
-
-struct Counts {
-  std::atomic<std::uint64_t> tasks_started{0};
-  std::atomic<std::uint64_t> tasks_ended{0};
-  std::atomic<std::uint64_t> groups{0};
-  std::atomic<std::uint64_t> failures_thrown{0};    // by the workload itself
-  std::atomic<std::uint64_t> failures_checked{0};   // found in their group's ExceptionGroup
-  std::atomic<std::uint64_t> invariant_checks{0};
-  // Real failures a group dropped because its caller was cancelled (see group_node()).
-  std::atomic<std::uint64_t> violations{0};
-};
-
-// A failure of the workload, unique per throw.
-struct ChaosError : std::runtime_error {
-  explicit ChaosError(std::uint64_t id) : std::runtime_error("chaos " + std::to_string(id)) {}
-};
-
-constexpr std::size_t kPermits = 3;
-
-struct World {
-  explicit World(Counts& c) : counts(c) {}
-  Counts& counts;
-  weft::Semaphore permits{kPermits};
-  weft::Event never;  // never set: waits on it end by timeout or cancellation only
-  std::atomic<std::uint64_t> next_error{1};
-  std::mutex report_mutex;
-  std::string first_violation;  // guarded by report_mutex
-
-  void violation(const std::string& what) {
-    counts.violations.fetch_add(1);
-    std::lock_guard<std::mutex> lock(report_mutex);
-    if (first_violation.empty()) first_violation = what;
-  }
-  void check(bool ok, const char* what) {
-    counts.invariant_checks.fetch_add(1);
-    if (!ok) violation(what);
-  }
-  [[noreturn]] void fail() {
-    counts.failures_thrown.fetch_add(1);
-    throw ChaosError(next_error.fetch_add(1));
-  }
-};
-
-// In every task frame: counts the task's start and its end.
-struct Life {
-  explicit Life(Counts& c) : counts(c) { counts.tasks_started.fetch_add(1); }
-  ~Life() { counts.tasks_ended.fetch_add(1); }
-  Life(const Life&) = delete;
-  Life& operator=(const Life&) = delete;
-  Counts& counts;
-};
-
-// Set once the group that owns a task has returned: the task must not run any more.
-using Returned = std::shared_ptr<std::atomic<bool>>;
-
-Task<int> small(World& w, std::uint64_t seed) {
-  Life life(w.counts);
-  Rng rng{seed | 1};
-  co_await weft::this_task::checkpoint();
-  if (rng.below(16) == 0) w.fail();
-  co_return 1;
-}
-
-Task<void> wait_never(weft::Event& never) { co_await never.wait(); }
-
-Task<int> leaf(World& w, std::uint64_t seed, Returned owner_returned) {
-  Life life(w.counts);
-  Rng rng{seed | 1};
-  int sum = 0;
-  const int steps = 1 + static_cast<int>(rng.below(5));
-  for (int step = 0; step < steps; ++step) {
-    w.check(!owner_returned->load(), "a task ran after its group had returned");
-    switch (rng.below(9)) {
-      case 0:
-        co_await weft::this_task::checkpoint();
-        break;
-      case 1:
-        co_await weft::this_task::yield();
-        break;
-      case 2: {
-        weft::SemaphorePermit permit = co_await w.permits.acquire();
-        co_await weft::this_task::yield();
-        break;
-      }
-      case 3:
-        co_await weft::sleep_for(std::chrono::microseconds(rng.below(300)));
-        break;
-      case 4:
-        try {
-          co_await weft::timeout(std::chrono::microseconds(20 + rng.below(300)),
-                                 wait_never(w.never));
-        } catch (const weft::TimeoutError&) {
-        }
-        break;
-      case 5: {
-        auto [a, b] = co_await weft::safe_gather(small(w, rng.next()), small(w, rng.next()));
-        sum += a + b;
-        break;
-      }
-      case 6: {
-        auto first = co_await weft::wait_any(small(w, rng.next()), small(w, rng.next()));
-        if (first.outcome.has_value()) sum += first.outcome.value();
-        break;
-      }
-      case 7: {
-        auto outcomes = co_await weft::safe_gather(weft::return_exceptions,
-                                                   small(w, rng.next()), small(w, rng.next()));
-        sum += std::get<0>(outcomes).has_value() ? 1 : 0;
-        break;
-      }
-      default:
-        if (rng.below(8) == 0) w.fail();
-        break;
-    }
-  }
-  co_return sum;
-}
-
-// What a group's children report: every real failure (not Cancelled) that ends a child.
-struct Failures {
-  std::mutex mutex;
-  std::vector<std::exception_ptr> seen;  // guarded by mutex
-};
-
-template <class T>
-Task<void> reported(Task<T> child, Failures& failures) {
-  try {
-    (void)co_await std::move(child);
-  } catch (const Cancelled&) {
-    throw;
-  } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(failures.mutex);
-      failures.seen.push_back(std::current_exception());
-    }
-    throw;
-  }
-}
-
-std::string describe(const std::exception_ptr& e) {
-  if (!e) return "a normal return";
-  try {
-    std::rethrow_exception(e);
-  } catch (const ExceptionGroup& eg) {
-    return std::string("ExceptionGroup: ") + eg.what();
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (const Cancelled&) {
-    return "Cancelled";
-  } catch (...) {
-    return "an unknown exception";
-  }
-}
-
-Task<void> group_node(World& w, std::uint64_t seed, int depth, Returned owner_returned) {
-  Life life(w.counts);
-  w.counts.groups.fetch_add(1);
-  Rng rng{seed | 1};
-  auto returned = std::make_shared<std::atomic<bool>>(false);
-  Failures failures;
-  std::exception_ptr ended_with;
-  try {
-    co_await weft::task_group([&](TaskGroup& tg) -> Task<void> {
-      const int children = 1 + static_cast<int>(rng.below(4));
-      for (int i = 0; i < children; ++i) {
-        const std::uint64_t child_seed = rng.next();
-        try {
-          if (depth > 0 && rng.below(3) == 0)
-            (void)tg.spawn(reported(group_node(w, child_seed, depth - 1, returned), failures));
-          else
-            (void)tg.spawn(reported(leaf(w, child_seed, returned), failures));
-        } catch (const weft::UsageError&) {
-          break;  // the group was cancelled meanwhile (a failure, an injected cancellation)
-        }
-      }
-      co_await weft::this_task::checkpoint();
-    });
-  } catch (...) {
-    ended_with = std::current_exception();
-  }
-  returned->store(true);
-  w.check(!owner_returned->load(), "a group ran after its owner had returned");
-  // Every real failure of a child is in this group's ExceptionGroup.
-  std::vector<std::exception_ptr> members;
-  try {
-    if (ended_with) std::rethrow_exception(ended_with);
-  } catch (const ExceptionGroup& eg) {
-    members = eg.exceptions();
-  } catch (...) {
-  }
-  // SPEC r2 (section 4): every real failure is in the ExceptionGroup, also when the group's
-  // caller was cancelled meanwhile.
-  for (const std::exception_ptr& f : failures.seen) {
-    const bool found = std::find(members.begin(), members.end(), f) != members.end();
-    w.counts.invariant_checks.fetch_add(1);
-    if (found) {
-      w.counts.failures_checked.fetch_add(1);
-      continue;
-    }
-    w.violation("a child's real failure (" + describe(f) + ") is missing from its group's "
-                "outcome (" + describe(ended_with) + ")");
-  }
-  if (ended_with) std::rethrow_exception(ended_with);
-}
-
-struct Totals {
-  std::uint64_t rounds = 0;
-  fault::Counts injected;
-};
-
-// Runs rounds until `rounds` are done or, when `seconds` > 0, until that much time passed.
-Totals run_chaos(Counts& counts, std::uint64_t first_seed, int rounds, double seconds) {
-  Totals totals;
-  weft::Runtime rt({.workers = 2});
-  const auto until = std::chrono::steady_clock::now() +
-                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                         std::chrono::duration<double>(seconds));
-  for (std::uint64_t seed = first_seed;; ++seed) {
-    if (seconds > 0 ? std::chrono::steady_clock::now() >= until
-                    : totals.rounds >= static_cast<std::uint64_t>(rounds))
-      break;
-    World w(counts);
-    fault::configure({.seed = seed, .cancel_ppm = 15'000, .throw_ppm = 10'000, .yield_ppm = 50'000});
-    auto root_returned = std::make_shared<std::atomic<bool>>(false);
-    weft::Future<void> f = rt.submit(group_node(w, seed, 3, root_returned));
-    if (!f.wait_for(60s)) {
-      ADD_FAILURE() << "seed " << seed << ": a group did not return within a minute";
-      fault::disable();
-      break;  // ~Runtime cancels what is left
-    }
-    try {
-      f.get();
-    } catch (const ExceptionGroup&) {
-    } catch (const Cancelled&) {
-    } catch (const std::exception& e) {
-      w.violation(std::string("the round ended with ") + e.what());
-    }
-    root_returned->store(true);
-    fault::Counts c = fault::counts();
-    fault::disable();
-    totals.injected.points += c.points;
-    totals.injected.cancelled += c.cancelled;
-    totals.injected.thrown += c.thrown;
-    totals.injected.yielded += c.yielded;
-    ++totals.rounds;
-    w.check(w.permits.available() == kPermits, "a semaphore permit was lost");
-    w.check(counts.tasks_started.load() == counts.tasks_ended.load(),
-            "a task started and never ended");
-    EXPECT_EQ(counts.violations.load(), 0u) << "seed " << seed << ": " << w.first_violation;
-    if (counts.violations.load() != 0) break;
-  }
-  return totals;
-}
+using namespace weft_chaos;
 
 TEST(Chaos, MixedWorkloadsUnderInjectedFaultsKeepEveryInvariant) {
   ASSERT_TRUE(fault::kEnabled) << "chaos_test must link the fault injection build of weft";
@@ -303,7 +24,7 @@ TEST(Chaos, MixedWorkloadsUnderInjectedFaultsKeepEveryInvariant) {
   const std::uint64_t first_seed = seed_text != nullptr ? std::strtoull(seed_text, nullptr, 10) : 1;
   Counts counts;
   const Totals t = run_chaos(counts, first_seed, weft_test::kSanitized ? 300 : 2000, seconds);
-  EXPECT_EQ(counts.tasks_started.load(), counts.tasks_ended.load());
+  EXPECT_TRUE(counts.tasks.balanced());
   EXPECT_EQ(counts.violations.load(), 0u);
   // The injection must have acted, or the test proves nothing.
   EXPECT_GT(t.injected.cancelled, 0u);
@@ -314,7 +35,7 @@ TEST(Chaos, MixedWorkloadsUnderInjectedFaultsKeepEveryInvariant) {
       "(%llu found in their group's ExceptionGroup), %llu fault points: %llu cancellations, "
       "%llu throws, %llu yields injected; %llu invariant checks, %llu violations\n",
       static_cast<unsigned long long>(t.rounds), static_cast<unsigned long long>(first_seed),
-      static_cast<unsigned long long>(counts.tasks_started.load()),
+      static_cast<unsigned long long>(counts.tasks.started.load()),
       static_cast<unsigned long long>(counts.groups.load()),
       static_cast<unsigned long long>(counts.failures_thrown.load()),
       static_cast<unsigned long long>(counts.failures_checked.load()),

@@ -253,6 +253,60 @@ TEST(Semaphore, ASemaphoreAboveTheLargestCapacityThrowsUsageError) {
   EXPECT_EQ(largest.available(), 0u);
 }
 
+// ----------------------------------------------------------------------------------------------
+// Semaphore(permits, capacity) (SPEC r2)
+
+TEST(Semaphore, ASemaphoreOfZeroPermitsAndACapacityStartsEmptyAndFillsUpToItsCapacity) {
+  Semaphore sem(0, 3);
+  EXPECT_EQ(sem.available(), 0u);
+  EXPECT_EQ(sem.capacity(), 3u);
+  EXPECT_FALSE(sem.try_acquire().has_value());
+  sem.release(2);
+  EXPECT_EQ(sem.available(), 2u);
+  sem.release();
+  EXPECT_EQ(sem.available(), 3u);
+  EXPECT_THROW(sem.release(), UsageError) << "a release above the capacity";
+  EXPECT_EQ(sem.available(), 3u);
+}
+
+TEST(Semaphore, ASemaphoreOfZeroPermitsWorksAsASignalThatWakesAWaiter) {
+  Semaphore signal(0, 64);
+  Endings ends;
+  Runtime rt({.workers = 1});
+  Future<void> f = rt.submit(acquire_once(signal, 1, ends));
+  ASSERT_TRUE(spin_until([&] { return ends.arrived.load() == 1; }));
+  let_them_park();
+  EXPECT_EQ(ends.acquired.load(), 0);
+  signal.release();  // the waiter takes it; its permit gives it back when it ends
+  f.get();
+  EXPECT_EQ(ends.acquired.load(), 1);
+  EXPECT_EQ(signal.available(), 1u);
+}
+
+TEST(Semaphore, WithACapacityAcquireAndTryAcquireAboveItThrowUsageError) {
+  Semaphore sem(1, 4);
+  EXPECT_THROW((void)sem.acquire(5), UsageError);
+  EXPECT_THROW((void)sem.try_acquire(5), UsageError);
+  EXPECT_NO_THROW((void)sem.acquire(4)) << "up to the capacity is allowed (it may wait)";
+  EXPECT_FALSE(sem.try_acquire(2).has_value());
+  EXPECT_EQ(sem.available(), 1u);
+}
+
+TEST(Semaphore, WithACapacityAReleaseThatWouldTakeAvailableAboveItThrowsUsageError) {
+  Semaphore sem(2, 4);
+  EXPECT_THROW(sem.release(3), UsageError);
+  EXPECT_EQ(sem.available(), 2u) << "a refused release changed the count";
+  sem.release(2);
+  EXPECT_EQ(sem.available(), 4u);
+}
+
+TEST(Semaphore, MoreInitialPermitsThanTheCapacityOrACapacityAboveTheLargestThrowUsageError) {
+  EXPECT_THROW(Semaphore(5, 4), UsageError);
+  EXPECT_THROW(Semaphore(0, Semaphore::kMaxPermits + 1), UsageError);
+  Semaphore full(4, 4);
+  EXPECT_EQ(full.available(), 4u);
+}
+
 // n == 0 takes nothing, so it never waits: not even behind queued waiters, which wait for
 // permits it does not take.
 TEST(Semaphore, ZeroPermitsAreGrantedAtOnceWithAnEmptyPermitEvenWhileOthersQueue) {

@@ -58,12 +58,10 @@ class Event {
   // True (queued, Waiting) when the task must stay suspended.
   bool enqueue(detail::Waiter& w);
   static void leave(detail::Waiter* w) noexcept;
-  void leave_locked(detail::Waiter* w) noexcept;
 
   mutable std::mutex mutex_;
   bool set_ = false;                   // guarded by mutex_
-  detail::Waiter* head_ = nullptr;     // guarded by mutex_
-  detail::Waiter* tail_ = nullptr;
+  detail::WaiterList waiters_;         // guarded by mutex_
 };
 
 }  // namespace weft

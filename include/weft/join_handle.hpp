@@ -144,6 +144,7 @@ class JoinHandle<T>::JoinAwaiter {
 
   template <class P>
   bool await_suspend(std::coroutine_handle<P> awaiting) {
+    detail::perturb::at_suspend();  // test builds only (perturb.hpp)
     detail::PromiseBase* self = detail::weft_promise_of(awaiting);
     detail::check_cancelled(self);
     if (handle_->done()) return false;
@@ -152,17 +153,29 @@ class JoinHandle<T>::JoinAwaiter {
     if ((child.handoff.load(std::memory_order_relaxed) & detail::PromiseBase::kJoinWaiting) != 0)
       throw UsageError("JoinHandle::join: another join() is already waiting on this task");
     if (!waiter_.begin(awaiting, &detail::join_leave, &child)) return false;  // cancelled
-    if (!waiter_.start_waiting()) return false;  // a cancellation claimed it meanwhile
+    // Registers with the child while the waiter is still in Setup, and makes it Waiting last:
+    // a Waiting waiter may be resumed (woken or cancelled) and freed at once, so nothing here
+    // touches it after start_waiting() (waiter.hpp). (Issue 10: registering after it caused
+    // a use-after-free when a cancellation resumed the joiner in between.)
     child.group_child.join_waiter = &waiter_;
     // acq_rel: publishes join_waiter to the child that sees the bit; acquires its result
     // when it finished first.
     const std::uint8_t before =
         child.handoff.fetch_or(detail::PromiseBase::kJoinWaiting, std::memory_order_acq_rel);
-    if ((before & detail::PromiseBase::kChildFinished) == 0) return true;  // it wakes us
-    // It finished before it could see us: take the registration back ourselves.
-    child.handoff.fetch_and(static_cast<std::uint8_t>(~detail::PromiseBase::kJoinWaiting),
-                            std::memory_order_release);
-    return !waiter_.claim_for_wake();  // lost to a cancellation: its callback resumes us
+    if ((before & detail::PromiseBase::kChildFinished) != 0) {
+      // It finished before it could see us: take the registration back ourselves. The result
+      // is ready, unless a cancellation claimed the waiter first (await_resume sees which).
+      child.handoff.fetch_and(static_cast<std::uint8_t>(~detail::PromiseBase::kJoinWaiting),
+                              std::memory_order_release);
+      (void)waiter_.satisfy_now();
+      return false;
+    }
+    if (waiter_.start_waiting()) return true;  // the child or a cancellation resumes us
+    // Claimed in Setup, by the finishing child (Notified) or by a cancellation (Cancelled;
+    // its leave() may have run before the bit was set): neither resumes us. Wait until the
+    // bit is clear, so that the child is done with the waiter, and go on.
+    detail::join_leave(&waiter_);
+    return false;
   }
 
   value_type await_resume() {

@@ -251,6 +251,7 @@ class TupleGather {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     if constexpr (Timed) {
       if (timer_.expires_before_start(weft_promise_of(caller))) return caller;
     }
@@ -361,6 +362,7 @@ class SequenceGather {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     if constexpr (Timed) {
       if (timer_.expires_before_start(weft_promise_of(caller))) return caller;
     }

@@ -46,6 +46,7 @@
 #include <optional>
 #include <utility>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/waiter.hpp"
 #include "weft/errors.hpp"
 
@@ -114,14 +115,28 @@ class Semaphore {
 
   // A semaphore with `permits` free permits; `permits` is also its capacity. Throws
   // UsageError above kMaxPermits.
+  //
+  //   weft::Semaphore slots(8);          // 8 free, at most 8
   explicit Semaphore(std::size_t permits);
+  // (SPEC r2) `permits` free now, at most `capacity` free ever: Semaphore(0, n) is a signal that
+  // starts empty and that release() fills up to n. Throws UsageError when permits > capacity or
+  // capacity > kMaxPermits. acquire(n)/try_acquire(n) with n > capacity, and a release() that
+  // would take available() above capacity, throw UsageError as with the one-argument form.
+  //
+  //   weft::Semaphore ready(0, 64);      // producers release(), consumers co_await acquire()
+  //   ready.release(3);                  // 3 available; release(62) now throws UsageError
+  Semaphore(std::size_t permits, std::size_t capacity);
   // Terminates the process if tasks still wait on it (they could never be woken). Waits for
   // cancellations that are taking their waiters out of the queue right now.
   ~Semaphore();
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 
-  class AcquireAwaiter;
+  // The awaitable of acquire(); BasicAcquireAwaiter<false> is the uncancellable acquire that
+  // a Condition uses to take its Lock back after a wait.
+  template <bool kCancellable>
+  class BasicAcquireAwaiter;
+  using AcquireAwaiter = BasicAcquireAwaiter<true>;
 
   // co_await sem.acquire(n) -> SemaphorePermit holding n permits. Waits, in FIFO order,
   // until n permits are free; throws Cancelled if the task is cancelled before or while it
@@ -149,6 +164,12 @@ class Semaphore {
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  friend class Condition;
+  // acquire() that ignores cancellation: it neither checks the scope nor registers a
+  // cancellation callback, so it waits until the permits are granted. For Condition::wait(),
+  // which must hold its Lock again when it ends, also when it ends by cancellation.
+  [[nodiscard]] BasicAcquireAwaiter<false> acquire_uncancellable(std::size_t n);
+
   // A parked acquire: the Waiter protocol's node plus how many permits it asks for.
   struct PermitWaiter : detail::Waiter {
     std::size_t permits = 0;
@@ -178,9 +199,6 @@ class Semaphore {
   // Grants queued waiters in order while permits suffice; returns them (linked through
   // queue_next) to be resumed after unlocking. Under mutex_, with kQueued set.
   detail::Waiter* grant_locked() noexcept;
-  void link_locked(detail::Waiter& w) noexcept;
-  void unlink_locked(detail::Waiter& w) noexcept;
-  static void resume_granted(detail::Waiter* granted, const detail::Waiter* except) noexcept;
   // The Waiter protocol's leave(): a cancelled waiter takes itself out of the queue.
   static void leave(detail::Waiter* w) noexcept;
   [[noreturn]] void throw_above_capacity(const char* what, std::size_t n) const;
@@ -188,21 +206,21 @@ class Semaphore {
 
   // Free permits (low 63 bits) | kQueued. Its modification order is the one sequence of
   // every permit transfer, fast and slow.
-  std::atomic<std::uint64_t> state_;
+  detail::atomic<std::uint64_t> state_;
   const std::size_t capacity_;
-  std::mutex mutex_;                 // the queue; and state_ while kQueued is set
-  detail::Waiter* head_ = nullptr;  // FIFO of PermitWaiters, guarded by mutex_
-  detail::Waiter* tail_ = nullptr;
+  std::mutex mutex_;            // the queue; and state_ while kQueued is set
+  detail::WaiterList waiters_;  // FIFO of PermitWaiters, guarded by mutex_
 };
 
 // The awaitable of Semaphore::acquire(). Not movable: co_await it where acquire() returns it.
-class Semaphore::AcquireAwaiter {
+template <bool kCancellable>
+class Semaphore::BasicAcquireAwaiter {
  public:
-  AcquireAwaiter(Semaphore& s, std::size_t n) noexcept : semaphore_(s), permits_(n) {}
-  AcquireAwaiter(const AcquireAwaiter&) = delete;
-  AcquireAwaiter& operator=(const AcquireAwaiter&) = delete;
+  BasicAcquireAwaiter(Semaphore& s, std::size_t n) noexcept : semaphore_(s), permits_(n) {}
+  BasicAcquireAwaiter(const BasicAcquireAwaiter&) = delete;
+  BasicAcquireAwaiter& operator=(const BasicAcquireAwaiter&) = delete;
   // The Waiter (built only on the slow path) is trivially destructible.
-  ~AcquireAwaiter() {}
+  ~BasicAcquireAwaiter() {}
 
   // Always goes to await_suspend, which learns the task's scope for the cancellation check;
   // on the fast path it does not suspend.
@@ -212,8 +230,7 @@ class Semaphore::AcquireAwaiter {
   bool await_suspend(std::coroutine_handle<P> h) {
     promise_ = detail::weft_promise_of(h);
     // The level-triggered pull check first (two loads when nothing was cancelled).
-    if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
-        [[unlikely]] {
+    if (kCancellable && detail::pull_cancelled(promise_)) [[unlikely]] {
       how_ = How::kCancelledEarly;
       return false;
     }
@@ -239,20 +256,16 @@ class Semaphore::AcquireAwaiter {
     ::new (static_cast<void*>(&waiter_)) PermitWaiter();
     waiter_.permits = permits_;
     // Step 1 of the Waiter protocol; false: already cancelled, the waiter is Cancelled.
-    if (!waiter_.begin(h, &Semaphore::leave, &semaphore_)) return false;
+    if (!waiter_.begin(h, &Semaphore::leave, &semaphore_, kCancellable)) return false;
     return semaphore_.enqueue(waiter_);
   }
 
   SemaphorePermit resume_slow() {
-    if (how_ == How::kCancelledEarly) {
-      promise_->saw_cancelled = true;
-      detail::throw_cancelled();
-    }
+    if (how_ == How::kCancelledEarly) detail::throw_cancelled_into(promise_);
     if (waiter_.end()) waiter_.throw_cancelled_here();
     // Granted. Level-triggered: a task cancelled meanwhile (a grant racing its cancellation)
     // hands the permits on to the next waiter and sees Cancelled, as asyncio does.
-    if (promise_ != nullptr && promise_->cancel != nullptr && promise_->cancel->is_cancelled())
-        [[unlikely]] {
+    if (kCancellable && detail::pull_cancelled(promise_)) [[unlikely]] {
       semaphore_.release(permits_);
       waiter_.throw_cancelled_here();
     }
@@ -273,6 +286,12 @@ inline Semaphore::AcquireAwaiter Semaphore::acquire(std::size_t n) {
   if (n > capacity_) [[unlikely]]
     throw_above_capacity("acquire", n);
   return AcquireAwaiter(*this, n);
+}
+
+inline Semaphore::BasicAcquireAwaiter<false> Semaphore::acquire_uncancellable(std::size_t n) {
+  if (n > capacity_) [[unlikely]]
+    throw_above_capacity("acquire", n);
+  return BasicAcquireAwaiter<false>(*this, n);
 }
 
 inline void Semaphore::release(std::size_t n) {

@@ -23,10 +23,12 @@
 #include <utility>
 #include <variant>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/context.hpp"
 #include "weft/detail/frame_allocator.hpp"
 #include "weft/detail/join_state.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/errors.hpp"
 
 namespace weft {
@@ -102,6 +104,7 @@ struct PromiseBase {
     bool await_ready() const noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> self) const noexcept {
+      detail::perturb::at_suspend();  // test builds only (perturb.hpp)
       PromiseBase& p = self.promise();
       // After child_done() or group_child_done() the parent may already run on another thread
       // and destroy this frame: touch nothing of it from here on.
@@ -164,7 +167,7 @@ struct PromiseBase {
     kObserved = 16,       // supervised failures: the handle looked at the outcome
     kPinning = 32,        // a wait() is taking a count of the group through this child
   };
-  std::atomic<std::uint8_t> handoff{0};
+  detail::atomic<std::uint8_t> handoff{0};
 
   // What a TaskGroup child needs beyond a plain task: its own scope below the group's (so
   // that JoinHandle::cancel() reaches it alone) and the slot of a join() parked on it.
@@ -309,6 +312,7 @@ class [[nodiscard]] Task {
     }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> awaiting) noexcept {
+      detail::perturb::at_suspend();  // test builds only (perturb.hpp)
       promise_type& child = handle_.promise();
       awaiting_ = detail::weft_promise_of(awaiting);
       if (awaiting_ != nullptr) {

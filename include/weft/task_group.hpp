@@ -153,6 +153,7 @@ class [[nodiscard]] GroupAwaiter {
 
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) {
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     awaiting_ = weft_promise_of(caller);
     check_cancelled(awaiting_);  // a cancelled caller starts nothing
     Worker* w = tl_worker;

@@ -12,6 +12,7 @@
 #include "weft/cancellation.hpp"
 #include "weft/deadline.hpp"
 #include "weft/detail/fault_injection.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/detail/worker.hpp"
 #include "weft/task.hpp"
 
@@ -36,6 +37,7 @@ struct CheckpointAwaiter : CurrentPromise {
   void await_resume() const {
     // Test builds only (fault_injection.hpp).
     if constexpr (fault::kEnabled) fault::at_checkpoint(promise != nullptr ? promise->cancel : nullptr);
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     check_cancelled(promise);
   }
 };
@@ -58,6 +60,7 @@ struct YieldAwaiter {
     resume_in(promise);
     // Test builds only (fault_injection.hpp).
     if constexpr (fault::kEnabled) fault::at_checkpoint(promise != nullptr ? promise->cancel : nullptr);
+    perturb::at_suspend();  // test builds only (perturb.hpp)
     check_cancelled(promise);
   }
   PromiseBase* promise = nullptr;

@@ -22,11 +22,12 @@
 #include <vector>
 
 #include "weft/cancellation.hpp"
+#include "weft/detail/as_task.hpp"
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/settled.hpp"
 #include "weft/errors.hpp"
 #include "weft/outcome.hpp"
 #include "weft/safe_gather.hpp"
-#include "weft/detail/as_task.hpp"
 #include "weft/task.hpp"
 
 namespace weft {
@@ -42,7 +43,7 @@ namespace detail {
 struct Race {
   static constexpr std::size_t kNoWinner = std::numeric_limits<std::size_t>::max();
   // acq_rel CAS: one winner; the gather's join orders it before the read in wait_any().
-  std::atomic<std::size_t> winner{kNoWinner};
+  detail::atomic<std::size_t> winner{kNoWinner};
   CancellationSource losers;  // cancelled by the winner
 };
 

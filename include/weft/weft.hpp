@@ -3,6 +3,7 @@
 
 #include "weft/as_completed.hpp"
 #include "weft/cancellation.hpp"
+#include "weft/condition.hpp"
 #include "weft/context_var.hpp"
 #include "weft/deadline.hpp"
 #include "weft/errors.hpp"
@@ -16,6 +17,8 @@
 #include "weft/sleep.hpp"
 #include "weft/task.hpp"
 #include "weft/join_handle.hpp"
+#include "weft/lock.hpp"
+#include "weft/queue.hpp"
 #include "weft/task_group.hpp"
 #include "weft/this_task.hpp"
 #include "weft/timeout.hpp"

@@ -23,6 +23,7 @@
 
 #include <atomic>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/context.hpp"
 #include "weft/detail/waiter.hpp"
 
@@ -43,7 +44,7 @@ struct BlockingJob {
   ContextNode* context = nullptr;
   // The awaiter's reference, plus the pool's once submitted. acq_rel decrement: the last
   // owner sees the other's writes (the result, the exception) before destroying them.
-  std::atomic<int> refs{1};
+  detail::atomic<int> refs{1};
 
   ~BlockingJob() {
     if (context != nullptr) release_owned_context(context);

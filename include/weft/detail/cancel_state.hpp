@@ -61,13 +61,14 @@
 #include <chrono>
 #include <cstdint>
 #include <thread>
+#include "weft/detail/atomic_shim.hpp"
 
 namespace weft::detail {
 
 // Bumped (release) after every cancel(); read (acquire) by every check: if it has not moved
 // since a scope was validated, no scope anywhere was cancelled since, and the flags that
 // were set before the bump are visible to a check that sees it.
-inline std::atomic<std::uint64_t> g_cancel_epoch{1};
+inline detail::atomic<std::uint64_t> g_cancel_epoch{1};
 
 // The body of every spin-wait loop in weft: tells the core it is spinning.
 inline void cpu_relax() noexcept {
@@ -91,7 +92,7 @@ class SpinLock {
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
 
  private:
-  std::atomic<bool> locked_{false};
+  detail::atomic<bool> locked_{false};
 };
 
 // A registered action. Intrusive: the registrant owns the node and must remove it (or see it
@@ -104,7 +105,7 @@ struct CancelCallbackNode {
   // Set (release) once `run` has finished with the node; remove_callback() that sees it
   // (acquire) returns without the lock. A mass cancellation's woken waiters each remove
   // their node while the canceller still runs the rest of the list under that lock.
-  std::atomic<bool> ran{false};
+  detail::atomic<bool> ran{false};
   // False: cancel() sets `ran` after `run` returns. True: `run` sets `ran` itself, as its
   // last touch of the node, and cancel() does not touch the node after calling it. For a
   // callback that hands its task to another thread (a Waiter): that thread's
@@ -274,7 +275,7 @@ class CancelState {
     // by the thread that moved link_state_ to kLinking.
     CancelState* link_below = nullptr;
     // Installed once by mirror() (CAS from null; acq_rel), released with the scope.
-    std::atomic<SharedCancelState*> mirror{nullptr};
+    detail::atomic<SharedCancelState*> mirror{nullptr};
   };
   enum : std::uint8_t { kUnlinked, kLinking, kLinked };
 
@@ -305,20 +306,20 @@ class CancelState {
   // kLive -> kMarking -> kCancelled (see the invariants). The CAS to kMarking picks the one
   // canceller (acq_rel); the release store of kCancelled, after the epoch bump that follows
   // the marking of the whole subtree, pairs with the acquire loads of settled_phase().
-  std::atomic<std::uint8_t> phase_{kLive};
+  detail::atomic<std::uint8_t> phase_{kLive};
   // A cached result of the pull path: some ancestor is cancelled.
-  mutable std::atomic<bool> ancestor_cancelled_{false};
+  mutable detail::atomic<bool> ancestor_cancelled_{false};
   // kUnlinked -> kLinking -> kLinked, by the one materialize() that wins the CAS; others
   // wait for kLinked. Acquire/release pair the winner's registration with the waiters.
-  std::atomic<std::uint8_t> link_state_{kUnlinked};
-  mutable std::atomic<std::uint64_t> validated_epoch_;
+  detail::atomic<std::uint8_t> link_state_{kUnlinked};
+  mutable detail::atomic<std::uint64_t> validated_epoch_;
   CancelState* parent_;  // fixed once the scope is in use
   // The earliest deadline in force here when nothing above may move (fixed once the scope is
   // in use); below a TimeoutScope only this scope's own deadline, and for the TimeoutScope's
   // own scope the deadline that reschedule() moves (relaxed: see deadline()).
   std::atomic<TimePoint> deadline_;
   bool deadline_may_move_ = false;  // fixed once the scope is in use
-  std::atomic<Slow*> slow_{nullptr};
+  detail::atomic<Slow*> slow_{nullptr};
 
   // What a new scope below `parent` records: the earlier of `own` and the parent's deadline,
   // unless the parent's may move (then only `own`; deadline() walks up).
@@ -351,7 +352,7 @@ class SharedCancelState {
 
   // Relaxed increments (a holder already owns one); acq_rel decrement: the last holder sees
   // every other holder's writes before deleting.
-  std::atomic<int> refs_{1};
+  detail::atomic<int> refs_{1};
   struct ParentRef {
     SharedCancelState* p;
     ~ParentRef() {

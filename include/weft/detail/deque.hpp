@@ -32,6 +32,7 @@
 #include <new>
 #include <type_traits>
 #include <vector>
+#include "weft/detail/atomic_shim.hpp"
 
 namespace weft::detail {
 
@@ -106,7 +107,7 @@ class WorkStealingDeque {
     // below is not one the owner has since refilled for a different index.
     std::int64_t t = top_.load(std::memory_order_acquire);
     // Orders our read of top_ before our read of bottom_ in S (see pop()).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    detail::thread_fence(std::memory_order_seq_cst);
     // Acquire pairs with the release store in push(): the slot's contents are visible.
     const std::int64_t b = bottom_.load(std::memory_order_acquire);
     if (t >= b) return {};
@@ -137,14 +138,14 @@ class WorkStealingDeque {
  private:
   struct Ring {
     explicit Ring(std::int64_t cap)
-        : capacity(cap), mask(cap - 1), slots(new std::atomic<T>[static_cast<std::size_t>(cap)]) {}
+        : capacity(cap), mask(cap - 1), slots(new detail::atomic<T>[static_cast<std::size_t>(cap)]) {}
     // Slots are atomics accessed relaxed: a thief may read a slot the owner is rewriting
     // after wrap-around; the CAS on top_ then fails and the value is discarded.
     void put(std::int64_t i, T v) { slots[i & mask].store(v, std::memory_order_relaxed); }
     T get(std::int64_t i) const { return slots[i & mask].load(std::memory_order_relaxed); }
     const std::int64_t capacity;
     const std::int64_t mask;
-    std::unique_ptr<std::atomic<T>[]> slots;
+    std::unique_ptr<detail::atomic<T>[]> slots;
   };
 
   static std::int64_t round_up_pow2(std::int64_t n) {
@@ -164,9 +165,9 @@ class WorkStealingDeque {
     return fresh;
   }
 
-  alignas(kCacheLine) std::atomic<std::int64_t> top_{0};
-  alignas(kCacheLine) std::atomic<std::int64_t> bottom_{0};
-  std::atomic<Ring*> ring_;
+  alignas(kCacheLine) detail::atomic<std::int64_t> top_{0};
+  alignas(kCacheLine) detail::atomic<std::int64_t> bottom_{0};
+  detail::atomic<Ring*> ring_;
   std::vector<std::unique_ptr<Ring>> retired_;  // owner only
 };
 

@@ -30,9 +30,12 @@
 //   handle's drop sets kHandleDropped only if it found the child unfinished (a handle
 //   dropped after its child finished destroys the frame with no locked instruction).
 //   - join(): the joiner parks a Waiter (waiter.hpp) in group_child.join_waiter and sets
-//     kJoinWaiting. The finishing child that sees kJoinWaiting wakes it, then clears the bit
-//     (its last touch of the waiter). A cancelled join clears kJoinWaiting itself while the
-//     child has not finished, else waits for the child to clear it.
+//     kJoinWaiting while the waiter is still in Setup, and only then makes it Waiting (after
+//     that it may be resumed and freed at once). The finishing child that sees kJoinWaiting
+//     claims the waiter (from Setup or Waiting), wakes it only if it was Waiting (one claimed
+//     in Setup goes on by itself), then clears the bit (its last touch of the waiter). A
+//     join claimed in Setup, and a cancelled join, clear kJoinWaiting themselves while the
+//     child has not finished, else wait for the child to clear it (join_leave()).
 //   - Supervised children that fail: the failure belongs to the handle. If the handle was
 //     dropped before the child finished, nobody can read it: it fails the group like a
 //     plain child's failure. Otherwise the frame goes on the group's `supervised_failures`
@@ -68,6 +71,7 @@
 #include <mutex>
 #include <vector>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/join_state.hpp"
 #include "weft/detail/worker.hpp"
@@ -274,7 +278,7 @@ struct GroupState : Joiner, InlineRun {
   std::uint32_t in_deque = 0;
   bool inline_run = true;
   bool body_running = true;
-  std::atomic<std::int64_t> pending{kInlineRunBias};
+  detail::atomic<std::int64_t> pending{kInlineRunBias};
   std::coroutine_handle<> waiter;       // written before the body's count is given up
   SpinLock failures_lock;
   std::vector<std::exception_ptr> failures;      // guarded by failures_lock
@@ -286,7 +290,7 @@ struct GroupState : Joiner, InlineRun {
   SpinLock listeners_lock;
   Listener* listeners = nullptr;  // guarded by listeners_lock
   // True while a listener is registered: one load on every child's finish.
-  std::atomic<bool> has_listeners{false};
+  detail::atomic<bool> has_listeners{false};
 
  private:
   static std::coroutine_handle<> settle_group(InlineRun* self) noexcept {

@@ -40,6 +40,7 @@
 #include <coroutine>
 #include <cstdint>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/detail/worker.hpp"
 
@@ -142,9 +143,9 @@ struct JoinState : InlineRun {
   std::uint32_t local_done;
   std::uint32_t unpopped;
   bool inline_run;
-  std::atomic<std::uint32_t> pending;
+  detail::atomic<std::uint32_t> pending;
 
-  std::atomic<PromiseBase*> first_failure{nullptr};
+  detail::atomic<PromiseBase*> first_failure{nullptr};
   CancelState* cancel_on_failure = nullptr;
 
  private:

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "weft/deadline.hpp"
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/cancel_state.hpp"
 #include "weft/task.hpp"
 
@@ -60,7 +61,7 @@ struct RootStateBase {
   Scheduler* scheduler;
   CancelState cancel;
   std::exception_ptr exception;
-  std::atomic<int> refs{2};  // the root coroutine and the Future
+  detail::atomic<int> refs{2};  // the root coroutine and the Future
   std::mutex mutex;
   std::condition_variable ready;
   bool done = false;     // guarded by mutex

@@ -7,6 +7,7 @@
 #include <coroutine>
 #include <cstdint>
 
+#include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/deque.hpp"
 
 namespace weft::detail {
@@ -31,7 +32,7 @@ inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noex
 // Published on the shared idle state; read on every spawn, so it sits on its own cache line
 // and is written only when a worker parks or is woken.
 struct alignas(kCacheLine) IdleCount {
-  std::atomic<std::uint32_t> sleepers{0};
+  detail::atomic<std::uint32_t> sleepers{0};
 };
 
 struct alignas(kCacheLine) Worker {
@@ -56,7 +57,7 @@ struct alignas(kCacheLine) Worker {
   std::uint32_t tick = 0;        // tasks taken since start, for the injection-queue fairness check
   bool last_from_injection = false;  // the search's last find came from the injection queue
   // The futex word this worker sleeps on (parking.cpp).
-  alignas(kCacheLine) std::atomic<std::uint32_t> park_state{0};
+  alignas(kCacheLine) detail::atomic<std::uint32_t> park_state{0};
 };
 
 inline thread_local Worker* tl_worker = nullptr;
@@ -73,7 +74,7 @@ void wake_one_sleeper(Worker& publisher) noexcept;
 inline void notify_work_published(Worker& w) noexcept {
   std::atomic_signal_fence(std::memory_order_seq_cst);  // keep the check after the push
   if (g_publisher_needs_fence) [[unlikely]]
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    detail::thread_fence(std::memory_order_seq_cst);
   // Relaxed: ordering comes from the barrier described above.
   if (w.idle.sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]] wake_one_sleeper(w);
 }

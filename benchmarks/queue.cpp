@@ -185,7 +185,8 @@ long run_tbb_queue(int producers, int consumers) {
   for (int c = 0; c < consumers; ++c)
     threads.emplace_back([&] {
       long sum = 0;
-      for (int v; q.pop(v), v >= 0;) sum += v;
+      int v = 0;
+      for (q.pop(v); v >= 0; q.pop(v)) sum += v;
       total.fetch_add(sum);
     });
   for (std::thread& t : threads) t.join();

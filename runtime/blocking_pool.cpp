@@ -124,8 +124,10 @@ void BlockingPool::run_thread(ThreadList::iterator self) {
     if (head_ == nullptr) tail_ = nullptr;
     --queued_;
     lock.unlock();
-    // An abandoned call is skipped: its awaiter saw Cancelled before the call started.
-    if (!job->abandoned()) {
+    // An abandoned call is skipped: its awaiter saw Cancelled before the call started. So is
+    // one whose awaiter's deadline passed while it was queued (SPEC §9): its timer cancels
+    // the awaiter, which is still Waiting, and it ends with the timeout's error.
+    if (!job->abandoned() && !job->expired()) {
       // The call sees its own copies of its task's ContextVar bindings (detail/context.hpp).
       bool owns_context = job->context != nullptr;  // the copies are the job's own
       ContextSlot slot{&job->context, &owns_context};

@@ -22,6 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using weft_test::in_a_group;
 using weft_test::yield_until;
 
 using weft::CancellationSource;
@@ -73,18 +74,15 @@ Task<void> wait_once_cancellable(Shared& s, int id, CancellationSource& source) 
 
 TEST(Condition, AWaitReleasesTheLockAndNotifyOneWakesItWithTheLockHeldAgain) {
   Shared s;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Shared& s) -> Task<void> {
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      (void)tg.spawn(wait_once(s, 7));
-      co_await yield_until([&] { return s.arrived.load() == 1; });
-      EXPECT_FALSE(s.lock.locked()) << "wait() did not release the lock";
-      LockGuard g = co_await s.lock.lock();
-      s.cond.notify_one();
-      co_await weft::this_task::yield();
-      EXPECT_EQ(s.woken.load(), 0) << "the waiter returned without the lock";
-    });
-  }(s));
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
+    (void)tg.spawn(wait_once(s, 7));
+    co_await yield_until([&] { return s.arrived.load() == 1; });
+    EXPECT_FALSE(s.lock.locked()) << "wait() did not release the lock";
+    LockGuard g = co_await s.lock.lock();
+    s.cond.notify_one();
+    co_await weft::this_task::yield();
+    EXPECT_EQ(s.woken.load(), 0) << "the waiter returned without the lock";
+  });
   EXPECT_EQ(s.order, std::vector<int>{7});
   EXPECT_TRUE(s.held_after_wait);
   EXPECT_FALSE(s.lock.locked());
@@ -92,35 +90,29 @@ TEST(Condition, AWaitReleasesTheLockAndNotifyOneWakesItWithTheLockHeldAgain) {
 
 TEST(Condition, NotifyOneWakesWaitersInFifoOrder) {
   Shared s;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Shared& s) -> Task<void> {
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      for (int i = 0; i < 5; ++i) {
-        (void)tg.spawn(wait_once(s, i));
-        co_await yield_until([&] { return s.arrived.load() == i + 1; });
-      }
-      for (int i = 0; i < 5; ++i) {
-        s.cond.notify_one();
-        co_await yield_until([&] { return s.woken.load() == i + 1; });
-      }
-    });
-  }(s));
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
+    for (int i = 0; i < 5; ++i) {
+      (void)tg.spawn(wait_once(s, i));
+      co_await yield_until([&] { return s.arrived.load() == i + 1; });
+    }
+    for (int i = 0; i < 5; ++i) {
+      s.cond.notify_one();
+      co_await yield_until([&] { return s.woken.load() == i + 1; });
+    }
+  });
   EXPECT_EQ(s.order, (std::vector<int>{0, 1, 2, 3, 4}));
   EXPECT_TRUE(s.held_after_wait);
 }
 
 TEST(Condition, NotifyAllWakesEveryParkedWaiter) {
   Shared s;
-  Runtime rt({.workers = 2});
-  rt.block_on([](Shared& s) -> Task<void> {
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      for (int i = 0; i < 8; ++i) (void)tg.spawn(wait_once(s, i));
-      co_await yield_until([&] { return s.arrived.load() == 8; });
-      // Every waiter noted its arrival under the lock, then parked before unlocking it.
-      LockGuard g = co_await s.lock.lock();
-      s.cond.notify_all();
-    });
-  }(s));
+  in_a_group(2, [&](weft::TaskGroup& tg) -> Task<void> {
+    for (int i = 0; i < 8; ++i) (void)tg.spawn(wait_once(s, i));
+    co_await yield_until([&] { return s.arrived.load() == 8; });
+    // Every waiter noted its arrival under the lock, then parked before unlocking it.
+    LockGuard g = co_await s.lock.lock();
+    s.cond.notify_all();
+  });
   EXPECT_EQ(s.woken.load(), 8);
   EXPECT_EQ(s.order.size(), 8u);
   EXPECT_TRUE(s.held_after_wait);
@@ -128,37 +120,31 @@ TEST(Condition, NotifyAllWakesEveryParkedWaiter) {
 
 TEST(Condition, ANotifyWithNoWaiterIsNotRememberedSoThereIsNoSpuriousWakeUp) {
   Shared s;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Shared& s) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
+  s.cond.notify_one();
+  s.cond.notify_all();
+    (void)tg.spawn(wait_once(s, 1));
+    co_await yield_until([&] { return s.arrived.load() == 1; });
+    for (int i = 0; i < 10; ++i) co_await weft::this_task::yield();
+    EXPECT_EQ(s.woken.load(), 0) << "a wait returned without a notify";
     s.cond.notify_one();
-    s.cond.notify_all();
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      (void)tg.spawn(wait_once(s, 1));
-      co_await yield_until([&] { return s.arrived.load() == 1; });
-      for (int i = 0; i < 10; ++i) co_await weft::this_task::yield();
-      EXPECT_EQ(s.woken.load(), 0) << "a wait returned without a notify";
-      s.cond.notify_one();
-    });
-  }(s));
+  });
   EXPECT_EQ(s.woken.load(), 1);
 }
 
 TEST(Condition, ACancelledWaitTakesTheLockBackBeforeItThrowsCancelled) {
   Shared s;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Shared& s) -> Task<void> {
-    CancellationSource source;
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      (void)tg.spawn(wait_once_cancellable(s, 0, source));
-      co_await yield_until([&] { return s.arrived.load() == 1; });
-      LockGuard g = co_await s.lock.lock();
-      source.cancel();  // wakes the waiter, which now waits for our lock
-      for (int i = 0; i < 10; ++i) co_await weft::this_task::yield();
-      EXPECT_EQ(s.cancelled.load(), 0) << "the cancelled wait ended without the lock";
-      g.unlock();
-      co_await yield_until([&] { return s.cancelled.load() == 1; });
-    });
-  }(s));
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
+  CancellationSource source;
+    (void)tg.spawn(wait_once_cancellable(s, 0, source));
+    co_await yield_until([&] { return s.arrived.load() == 1; });
+    LockGuard g = co_await s.lock.lock();
+    source.cancel();  // wakes the waiter, which now waits for our lock
+    for (int i = 0; i < 10; ++i) co_await weft::this_task::yield();
+    EXPECT_EQ(s.cancelled.load(), 0) << "the cancelled wait ended without the lock";
+    g.unlock();
+    co_await yield_until([&] { return s.cancelled.load() == 1; });
+  });
   EXPECT_EQ(s.cancelled.load(), 1);
   EXPECT_TRUE(s.held_after_wait);
   EXPECT_FALSE(s.lock.locked());
@@ -166,19 +152,16 @@ TEST(Condition, ACancelledWaitTakesTheLockBackBeforeItThrowsCancelled) {
 
 TEST(Condition, ACancelledWaiterConsumesNoNotificationTheNextWaiterGetsIt) {
   Shared s;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Shared& s) -> Task<void> {
-    CancellationSource source;
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      (void)tg.spawn(wait_once_cancellable(s, 0, source));
-      co_await yield_until([&] { return s.arrived.load() == 1; });
-      (void)tg.spawn(wait_once(s, 1));
-      co_await yield_until([&] { return s.arrived.load() == 2; });
-      source.cancel();
-      s.cond.notify_one();  // must go to waiter 1
-      co_await yield_until([&] { return s.cancelled.load() == 1 && s.woken.load() == 1; });
-    });
-  }(s));
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
+  CancellationSource source;
+    (void)tg.spawn(wait_once_cancellable(s, 0, source));
+    co_await yield_until([&] { return s.arrived.load() == 1; });
+    (void)tg.spawn(wait_once(s, 1));
+    co_await yield_until([&] { return s.arrived.load() == 2; });
+    source.cancel();
+    s.cond.notify_one();  // must go to waiter 1
+    co_await yield_until([&] { return s.cancelled.load() == 1 && s.woken.load() == 1; });
+  });
   EXPECT_EQ(s.order, std::vector<int>{1});
   EXPECT_TRUE(s.held_after_wait);
 }

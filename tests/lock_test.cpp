@@ -22,6 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using weft_test::in_a_group;
 using weft_test::yield_until;
 
 using weft::CancellationSource;
@@ -104,21 +105,17 @@ TEST(Lock, LockIsFifoFairParkedTasksGetItInArrivalOrder) {
 
 TEST(Lock, AnUnlockHandsTheLockToTheFirstWaiterSoTryLockCannotBargeIn) {
   Lock lock;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Lock& lock) -> Task<void> {
-    std::vector<int> order;
-    std::atomic<int> arrived{0};
+  std::vector<int> order;
+  std::atomic<int> arrived{0};
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     std::optional<LockGuard> held = lock.try_lock();
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      (void)tg.spawn(lock_and_note(lock, order, arrived, 1));
-      co_await yield_until([&] { return arrived.load() == 1; });
-      held.reset();  // hands the lock to the parked task, which has not run yet
-      EXPECT_TRUE(lock.locked());
-      EXPECT_FALSE(lock.try_lock().has_value()) << "try_lock overtook a parked waiter";
-      co_return;
-    });
-    EXPECT_EQ(order, std::vector<int>{1});
-  }(lock));
+    (void)tg.spawn(lock_and_note(lock, order, arrived, 1));
+    co_await yield_until([&] { return arrived.load() == 1; });
+    held.reset();  // hands the lock to the parked task, which has not run yet
+    EXPECT_TRUE(lock.locked());
+    EXPECT_FALSE(lock.try_lock().has_value()) << "try_lock overtook a parked waiter";
+  });
+  EXPECT_EQ(order, std::vector<int>{1});
   EXPECT_FALSE(lock.locked());
 }
 
@@ -145,32 +142,29 @@ TEST(Lock, ALockInAnAlreadyCancelledTaskThrowsCancelledEvenWhenTheLockIsFree) {
 
 TEST(Lock, AParkedLockIsWokenByItsCancellationAndTheLockGoesToTheNextWaiter) {
   Lock lock;
-  Runtime rt({.workers = 1});
-  rt.block_on([](Lock& lock) -> Task<void> {
-    std::vector<int> order;
-    std::atomic<int> arrived{0};
-    std::atomic<int> cancelled{0};
-    CancellationSource source;
+  std::vector<int> order;
+  std::atomic<int> arrived{0};
+  std::atomic<int> cancelled{0};
+  CancellationSource source;
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     std::optional<LockGuard> held = lock.try_lock();
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> {
-      (void)tg.spawn([](Lock& lock, std::vector<int>& order, std::atomic<int>& arrived,
-                        std::atomic<int>& cancelled, CancellationSource& source) -> Task<void> {
-        try {
-          co_await weft::with_cancellation(source.token(), lock_and_note(lock, order, arrived, 0));
-        } catch (const Cancelled&) {
-          cancelled.fetch_add(1);
-        }
-      }(lock, order, arrived, cancelled, source));
-      co_await yield_until([&] { return arrived.load() == 1; });
-      (void)tg.spawn(lock_and_note(lock, order, arrived, 1));
-      co_await yield_until([&] { return arrived.load() == 2; });
-      source.cancel();  // wakes task 0 by itself
-      co_await yield_until([&] { return cancelled.load() == 1; });
-      EXPECT_TRUE(lock.locked()) << "the cancelled waiter took or freed the lock";
-      held.reset();  // goes to task 1, not to the cancelled task 0
-    });
-    EXPECT_EQ(order, std::vector<int>{1});
-  }(lock));
+    (void)tg.spawn([](Lock& lock, std::vector<int>& order, std::atomic<int>& arrived,
+                      std::atomic<int>& cancelled, CancellationSource& source) -> Task<void> {
+      try {
+        co_await weft::with_cancellation(source.token(), lock_and_note(lock, order, arrived, 0));
+      } catch (const Cancelled&) {
+        cancelled.fetch_add(1);
+      }
+    }(lock, order, arrived, cancelled, source));
+    co_await yield_until([&] { return arrived.load() == 1; });
+    (void)tg.spawn(lock_and_note(lock, order, arrived, 1));
+    co_await yield_until([&] { return arrived.load() == 2; });
+    source.cancel();  // wakes task 0 by itself
+    co_await yield_until([&] { return cancelled.load() == 1; });
+    EXPECT_TRUE(lock.locked()) << "the cancelled waiter took or freed the lock";
+    held.reset();  // goes to task 1, not to the cancelled task 0
+  });
+  EXPECT_EQ(order, std::vector<int>{1});
   EXPECT_FALSE(lock.locked());
 }
 

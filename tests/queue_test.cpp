@@ -23,6 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using weft_test::in_a_group;
 using weft_test::yield_until;
 
 using weft::CancellationSource;
@@ -70,15 +71,6 @@ Task<void> pop_one(Queue<int>& q, Log& log, int id = 0) {
   log.done.fetch_add(1);
 }
 
-// Runs `body` on a 1-worker runtime inside a task group.
-template <class Body>
-void in_a_group(Body body) {
-  Runtime rt({.workers = 1});
-  rt.block_on([](Body& body) -> Task<void> {
-    co_await weft::task_group([&](weft::TaskGroup& tg) -> Task<void> { co_await body(tg); });
-  }(body));
-}
-
 TEST(Queue, ItemsComeOutInTheOrderTheyWentIn) {
   Queue<int> q(4);
   for (int i = 0; i < 4; ++i) EXPECT_TRUE(q.try_push(i));
@@ -112,7 +104,7 @@ TEST(Queue, APushWaitsWhileFullAndEntersWhenAPopFreesASlotInArrivalOrder) {
   Queue<int> q(1);
   Log log;
   std::vector<int> out;
-  in_a_group([&](weft::TaskGroup& tg) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     int first = 100;
     EXPECT_TRUE(q.try_push(first));
     for (int i = 0; i < 4; ++i) {
@@ -136,7 +128,7 @@ TEST(Queue, APushWaitsWhileFullAndEntersWhenAPopFreesASlotInArrivalOrder) {
 TEST(Queue, APopWaitsWhileEmptyAndPushesServeParkedPoppersInArrivalOrder) {
   Queue<int> q(2);
   Log log;
-  in_a_group([&](weft::TaskGroup& tg) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     for (int i = 0; i < 3; ++i) {
       (void)tg.spawn(pop_one(q, log, i));
       co_await yield_until([&] { return log.arrived.load() == i + 1; });
@@ -153,7 +145,7 @@ TEST(Queue, APopWaitsWhileEmptyAndPushesServeParkedPoppersInArrivalOrder) {
 TEST(Queue, AQueueClosedWhileAConsumerWaitsWakesItWithNullopt) {
   Queue<int> q(2);
   Log log;
-  in_a_group([&](weft::TaskGroup& tg) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     (void)tg.spawn(pop_one(q, log));
     (void)tg.spawn(pop_one(q, log));
     co_await yield_until([&] { return log.arrived.load() == 2; });
@@ -167,7 +159,7 @@ TEST(Queue, AQueueClosedWhileAProducerWaitsWakesItWithQueueClosedAndItKeepsItsVa
   Queue<std::unique_ptr<int>> q(1);
   std::unique_ptr<int> kept;
   bool threw = false;
-  in_a_group([&](weft::TaskGroup& tg) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     std::atomic<int> arrived{0};
     auto first = std::make_unique<int>(1);
     EXPECT_TRUE(q.try_push(first));
@@ -231,7 +223,7 @@ TEST(Queue, ACancelledPushLeavesItsValueWithTheCallerAndLeavesTheQueue) {
   Queue<std::unique_ptr<int>> q(1);
   std::unique_ptr<int> kept;
   bool cancelled = false;
-  in_a_group([&](weft::TaskGroup& tg) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     std::atomic<int> arrived{0};
     CancellationSource source;
     auto first = std::make_unique<int>(1);
@@ -267,7 +259,7 @@ TEST(Queue, ACancelledPushLeavesItsValueWithTheCallerAndLeavesTheQueue) {
 TEST(Queue, ACancelledPopTakesNoItemAndTheNextPushGoesToTheQueue) {
   Queue<int> q(2);
   Log log;
-  in_a_group([&](weft::TaskGroup& tg) -> Task<void> {
+  in_a_group(1, [&](weft::TaskGroup& tg) -> Task<void> {
     CancellationSource source;
     (void)tg.spawn([](Queue<int>& q, Log& log, CancellationSource& source) -> Task<void> {
       try {

@@ -385,4 +385,74 @@ TEST(ToThread, ARuntimeWithoutBlockingThreadsIsAUsageError) {
   EXPECT_THROW(Runtime({.workers = 1, .max_blocking_threads = 0}), UsageError);
 }
 
+// ----------------------------------------------------------------------------------------------
+// Arguments, the token, deadlines (SPEC r2 §9)
+
+int add_three(int a, int b, int c) { return a + b + c; }
+
+TEST(ToThread, ForwardsItsArgumentsToTheCallIncludingMoveOnlyOnesAndReferencesByStdRef) {
+  Runtime rt({.workers = 1});
+  EXPECT_EQ(rt.block_on(to_thread(&add_three, 1, 2, 3)), 6);
+  auto owned = std::make_unique<int>(41);
+  EXPECT_EQ(rt.block_on(to_thread([](std::unique_ptr<int> p, int k) { return *p + k; },
+                                  std::move(owned), 1)),
+            42);
+  int shared = 0;
+  rt.block_on(to_thread([](int& target, int v) { target = v; }, std::ref(shared), 7));
+  EXPECT_EQ(shared, 7) << "std::ref did not reach the call";
+  std::string copied = "abc";
+  EXPECT_EQ(rt.block_on(to_thread([](std::string s) { return s.size(); }, copied)), 3u);
+  EXPECT_EQ(copied, "abc") << "an lvalue argument was moved from, not copied";
+}
+
+TEST(ToThread, ACallThatTakesACancellationTokenFirstGetsItWithItsArguments) {
+  Runtime rt({.workers = 1});
+  const int got = rt.block_on(to_thread(
+      [](weft::CancellationToken token, int a, int b) {
+        return token.is_cancelled() ? -1 : a * b;
+      },
+      6, 7));
+  EXPECT_EQ(got, 42);
+}
+
+TEST(ToThread, TheTokenOfACallIsCancelledWhenItsAwaiterIsSoTheCallCanStopEarly) {
+  Runtime rt({.workers = 1});
+  std::atomic<bool> started{false};
+  std::atomic<bool> saw_cancel{false};
+  std::atomic<bool> returned{false};
+  Future<void> f = rt.submit(to_thread([&](weft::CancellationToken token) {
+    started.store(true);
+    spin_until([&] { return token.is_cancelled(); });
+    saw_cancel.store(token.is_cancelled());
+    returned.store(true);
+  }));
+  ASSERT_TRUE(spin_until([&] { return started.load(); }));
+  f.cancel();
+  EXPECT_THROW(f.get(), Cancelled);
+  ASSERT_TRUE(spin_until([&] { return returned.load(); })) << "the call never saw its token";
+  EXPECT_TRUE(saw_cancel.load());
+}
+
+TEST(ToThread, AQueuedCallWhoseAwaitersDeadlinePassesNeverStarts) {
+  Runtime rt({.workers = 1, .max_blocking_threads = 1});
+  Gate gate;
+  std::atomic<bool> first_started{false};
+  std::atomic<bool> second_ran{false};
+  Future<void> first = rt.submit(to_thread([&] {
+    first_started.store(true);
+    gate.pass();
+  }));
+  ASSERT_TRUE(spin_until([&] { return first_started.load(); }));
+  // Queued behind the first call (the pool's only thread) until its deadline has passed.
+  EXPECT_THROW(rt.block_on(weft::timeout(1ms, to_thread([&second_ran](int) {
+                 second_ran.store(true);
+               }, 1))),
+               weft::TimeoutError);
+  gate.open();
+  first.get();
+  // FIFO: once a later call has run, the pool's only thread has passed the second one.
+  rt.block_on(to_thread([] {}));
+  EXPECT_FALSE(second_ran.load()) << "a call started after its awaiter's deadline";
+}
+
 }  // namespace

@@ -27,6 +27,17 @@ weft::Task<void> yield_until(Pred pred) {
   while (!pred() && !guard.expired()) co_await weft::this_task::yield();
 }
 
+// Runs `body(tg)` as the body of a task group on a runtime of `workers` workers, and waits.
+//
+//   in_a_group(1, [&](weft::TaskGroup& tg) -> weft::Task<void> { ...; co_return; });
+template <class Body>
+void in_a_group(unsigned workers, Body body) {
+  weft::Runtime rt({.workers = workers});
+  rt.block_on([](Body& body) -> weft::Task<void> {
+    co_await weft::task_group([&](weft::TaskGroup& tg) -> weft::Task<void> { co_await body(tg); });
+  }(body));
+}
+
 // Runs the producers and the consumers at once; returns what each consumer returned.
 template <class R>
 weft::Task<std::vector<R>> producers_and_consumers(std::vector<weft::Task<void>> producers,

@@ -16,12 +16,17 @@
 //   Cancelling (scope callback): Waiting -> Cancelled resumes the task at once, with f still
 //     running or queued; Setup -> Cancelled lets step 4 fail. leave() has nothing to unlink:
 //     a pool thread that pops a job whose waiter is Cancelled skips f.
+//   Expiring: the job carries its awaiter's deadline (set before submitting); a pool thread
+//     that pops it after that deadline skips f without completing the waiter, which stays
+//     Waiting until the deadline's timer cancels it (the timer may fire a little late: the
+//     call must not start meanwhile).
 //   The awaiter's await_resume() removes the callback (Waiter::end()), then throws Cancelled
 //   or takes the result; the job is freed by the last of the two references, possibly on
 //   the pool thread, together with a result nobody took.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 
 #include "weft/detail/atomic_shim.hpp"
 #include "weft/detail/context.hpp"
@@ -42,6 +47,9 @@ struct BlockingJob {
   // run after its task has gone on (and ended). Touched by one thread at a time: the awaiter
   // before submitting, the pool thread while the call runs, the last owner in destroy().
   ContextNode* context = nullptr;
+  // The awaiter's deadline: written before submit_blocking() (whose lock publishes it to the
+  // pool thread), read-only afterwards.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // The awaiter's reference, plus the pool's once submitted. acq_rel decrement: the last
   // owner sees the other's writes (the result, the exception) before destroying them.
   detail::atomic<int> refs{1};
@@ -55,6 +63,12 @@ struct BlockingJob {
   }
   // Pool side, after invoke(): wakes the awaiter unless a cancellation claimed it first.
   void complete() noexcept;
+  // True when the awaiter's deadline has passed: a job not started yet is skipped. Reads the
+  // clock only when there is a deadline.
+  bool expired() const noexcept {
+    return deadline != std::chrono::steady_clock::time_point::max() &&
+           std::chrono::steady_clock::now() >= deadline;
+  }
   // True when the awaiter was cancelled: a job not started yet may be skipped.
   bool abandoned() const noexcept {
     // Acquire pairs with the cancellation's CAS (nothing is read after it but the state).

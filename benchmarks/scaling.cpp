@@ -214,12 +214,14 @@ struct NQueens {
     return calls;
   }
 
+  // `Children`: the container the children are gathered from (InlineVector, std::vector).
+  template <class Children>
   static Task<long> weft_rec(int row, Board b) {
     if (row == n) co_return 1;
-    weft::InlineVector<Task<long>, n> children;
+    Children children;
     for (int col = 0; col < n; ++col) {
       b[row] = static_cast<char>(col);
-      if (legal(row + 1, b)) children.push_back(weft_rec(row + 1, b));
+      if (legal(row + 1, b)) children.push_back(weft_rec<Children>(row + 1, b));
     }
     long sum = 0;
     for (long c : co_await safe_gather(std::move(children))) sum += c;
@@ -247,7 +249,9 @@ struct NQueens {
 #endif
 
   static long serial() { return serial_rec(opaque(0), Board{}); }
-  static Task<long> weft() { return weft_rec(opaque(0), Board{}); }
+  static Task<long> weft() {
+    return weft_rec<weft::InlineVector<Task<long>, n>>(opaque(0), Board{});
+  }
   static double tasks() { return static_cast<double>(count_calls(0, Board{})); }
   static bool check(long r) { return r == 14200; }  // solutions of 12 queens
 };
@@ -255,18 +259,7 @@ struct NQueens {
 // The same recursion through std::vector (a heap allocation for the tasks and one for the
 // results at every node): what a dynamic fan-out cost before InlineVector.
 struct NQueensVector : NQueens {
-  static Task<long> weft_rec(int row, Board b) {
-    if (row == n) co_return 1;
-    std::vector<Task<long>> children;
-    for (int col = 0; col < n; ++col) {
-      b[row] = static_cast<char>(col);
-      if (legal(row + 1, b)) children.push_back(weft_rec(row + 1, b));
-    }
-    long sum = 0;
-    for (long c : co_await safe_gather(std::move(children))) sum += c;
-    co_return sum;
-  }
-  static Task<long> weft() { return weft_rec(opaque(0), Board{}); }
+  static Task<long> weft() { return weft_rec<std::vector<Task<long>>>(opaque(0), Board{}); }
 };
 
 // ---------------------------------------------------------------------------------------------

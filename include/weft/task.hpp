@@ -198,7 +198,7 @@ PromiseBase* weft_promise_of(std::coroutine_handle<P> h) noexcept {
   std::rethrow_exception(e);
 }
 
-// Back in the awaiting task after a weft suspension: its scope is this thread's again.
+// Back in the awaiting task after a weft suspension: it is this thread's running task again.
 inline void resume_in(PromiseBase* awaiting) noexcept {
   tl_current_task = awaiting;
 }

@@ -113,12 +113,7 @@ inline bool reset_peak_rss() {
   return static_cast<bool>(clear);
 }
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+// The spin-wait hint weft itself uses.
+using weft::detail::cpu_relax;
 
 }  // namespace weft_bench
